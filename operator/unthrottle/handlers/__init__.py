@@ -1,0 +1,1 @@
+"""kopf wiring: a few lines per handler, each calling reconcile. Filled in by the operator issue."""

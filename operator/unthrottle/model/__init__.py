@@ -1,0 +1,1 @@
+"""Value types: policies, statistics, recommendations, Kubernetes quantities. Pure, no I/O."""

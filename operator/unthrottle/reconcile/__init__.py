@@ -1,0 +1,1 @@
+"""One pass for one policy: fetch, decide, write. Filled in by the operator issue."""
