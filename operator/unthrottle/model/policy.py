@@ -14,6 +14,7 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
+from unthrottle.model.quantity import parse_bytes, parse_duration_ms, parse_millicores
 from unthrottle.model.types import ApiModel, Bytes, DurationMs, Millicores
 
 __all__ = [
@@ -76,11 +77,11 @@ class LabelSelector(ApiModel):
 
 class CpuPolicy(ApiModel):
     limit_policy: LimitPolicy = LimitPolicy.RATIO
-    min_request: Millicores = Field(default="10m", ge=1)
+    min_request: Millicores = Field(default=parse_millicores("10m"), ge=1)
     max_request: Millicores | None = Field(default=None, ge=1)
     min_limit: Millicores | None = Field(default=None, ge=1)
     max_limit: Millicores | None = Field(default=None, ge=1)
-    cfs_period: DurationMs = Field(default="100ms", ge=1, le=1000)
+    cfs_period: DurationMs = Field(default=parse_duration_ms("100ms"), ge=1, le=1000)
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> Self:
@@ -98,7 +99,7 @@ class CpuPolicy(ApiModel):
 class MemoryPolicy(ApiModel):
     enabled: bool = True
     headroom: float = Field(default=0.40, ge=0.0, le=4.0)
-    min_limit: Bytes = Field(default="32Mi", ge=MIB)
+    min_limit: Bytes = Field(default=parse_bytes("32Mi"), ge=MIB)
     max_limit: Bytes | None = Field(default=None, ge=MIB)
 
     @model_validator(mode="after")
@@ -122,7 +123,7 @@ class PatchPolicy(ApiModel):
     min_change: float = Field(default=0.10, ge=0.0, le=1.0)
     max_step_up: float = Field(default=2.0, ge=1.0, le=10.0)
     max_step_down: float = Field(default=0.5, gt=0.0, le=1.0)
-    cooldown: DurationMs = Field(default="24h", ge=0)
+    cooldown: DurationMs = Field(default=parse_duration_ms("24h"), ge=0)
     max_concurrent_rollouts: int = Field(default=1, ge=1, le=100)
 
 
@@ -145,7 +146,7 @@ class PrometheusPolicy(ApiModel):
     basic_auth_password_secret_ref: SecretKeyRef | None = None
     ca_bundle_secret_ref: SecretKeyRef | None = None
     insecure_skip_verify: bool = False
-    timeout: DurationMs = Field(default="30s", ge=1000)
+    timeout: DurationMs = Field(default=parse_duration_ms("30s"), ge=1000)
 
     @model_validator(mode="after")
     def _one_auth(self) -> Self:
@@ -162,8 +163,8 @@ class ThrottlePolicySpec(ApiModel):
     selector: LabelSelector = Field(default_factory=LabelSelector)
     tier: Tier = Tier.PRODUCTION
     mode: Mode = Mode.RECOMMEND
-    window: DurationMs = Field(default="7d")
-    interval: DurationMs = Field(default="10m")
+    window: DurationMs = Field(default=parse_duration_ms("7d"))
+    interval: DurationMs = Field(default=parse_duration_ms("10m"))
     throttle_target: float = Field(default=0.05, ge=0.001, le=0.5)
     cpu: CpuPolicy = Field(default_factory=CpuPolicy)
     memory: MemoryPolicy = Field(default_factory=MemoryPolicy)

@@ -10,12 +10,14 @@ because an operator that rounds a limit down throttles the workload it meant to 
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
 __all__ = [
     "QuantityError",
     "ceil_div",
+    "describe_bytes",
     "format_bytes",
     "format_cores",
     "format_duration",
@@ -93,7 +95,7 @@ def _parse_decimal(text: str | int | float) -> Decimal:
     if isinstance(text, int):
         return Decimal(text)
     if isinstance(text, float):
-        if text != text or text in (float("inf"), float("-inf")):
+        if not math.isfinite(text):
             raise QuantityError(f"not a finite quantity: {text!r}")
         return Decimal(repr(text))
     match = _QUANTITY.match(text.strip())
@@ -158,6 +160,17 @@ def format_bytes(n_bytes: int) -> str:
         if n_bytes % factor == 0:
             return f"{n_bytes // factor}{suffix}"
     return str(n_bytes)
+
+
+def describe_bytes(n_bytes: int) -> str:
+    """Memory for people, to one decimal in the largest fitting binary unit (``"305.2Mi"``).
+
+    Not a quantity to write back: use :func:`format_bytes` for that.
+    """
+    for suffix, factor in reversed(_BINARY_SUFFIXES.items()):
+        if n_bytes >= factor:
+            return f"{n_bytes / factor:.1f}".removesuffix(".0") + suffix
+    return f"{n_bytes}B"
 
 
 def parse_duration_ms(text: str) -> int:

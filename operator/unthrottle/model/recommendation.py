@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from unthrottle.model.types import Bytes, CoresAsMillicores, FrozenApiModel, Millicores
+from unthrottle.model.types import Bytes, FrozenApiModel, Millicores, MillicoresAsCores
 
 __all__ = [
     "DemandModel",
@@ -44,13 +44,15 @@ class NoRecommendationReason(StrEnum):
 
 
 class DemandModel(FrozenApiModel):
-    """Per-period CPU demand D in cores: P(D > x) = min(1, A·exp(-x/β)).
+    """Per-period CPU demand D: P(D > x) = min(1, A·exp(-x/β)), x and β in millicores.
 
-    ``scale`` is β (millicores) and ``level`` is A; ``fit`` names how they were obtained.
+    ``log_level`` is ln A (A can be astronomically large for a steady load pinned at its
+    quota, so its logarithm is kept); ``scale`` is β; ``fit`` names how they were obtained.
+    See docs/recommendations.md, "The demand model".
     """
 
-    level: float = Field(gt=0.0)
-    scale: Millicores = Field(ge=1)
+    log_level: float
+    scale: float = Field(gt=0.0)
     fit: str
 
 
@@ -58,11 +60,11 @@ class Evidence(FrozenApiModel):
     """The numbers a recommendation was made from, as shown in reports and trecs."""
 
     throttle_ratio: float = Field(ge=0.0, le=1.0)
-    throttled_seconds_per_second: CoresAsMillicores | None = None
-    cpu_usage_p50: CoresAsMillicores
-    cpu_usage_p99: CoresAsMillicores
-    demand_mean: CoresAsMillicores
-    demand_p99: CoresAsMillicores
+    throttled_seconds_per_second: MillicoresAsCores | None = None
+    cpu_usage_p50: MillicoresAsCores
+    cpu_usage_p99: MillicoresAsCores
+    demand_mean: MillicoresAsCores
+    demand_p99: MillicoresAsCores
     rss_max: Bytes | None = None
     samples: int = Field(ge=0)
     coverage: float = Field(ge=0.0)
@@ -95,3 +97,28 @@ class NoRecommendation(FrozenApiModel):
 
 
 RecommendationResult = Recommendation | NoRecommendation
+
+
+def output_fields(result: RecommendationResult) -> dict[str, object]:
+    """The JSON fields of ``unthrottle recommend`` (docs/cli.md), for any result.
+
+    Quantities are Kubernetes strings; with no recommendation every value is null and
+    ``reason`` says why; ``explanation`` is always a sentence for people.
+    """
+    if isinstance(result, NoRecommendation):
+        return {
+            "cpuRequest": None,
+            "cpuLimit": None,
+            "cpuBurstUs": None,
+            "memoryRequest": None,
+            "memoryLimit": None,
+            "webConcurrency": None,
+            "projectedThrottleRatio": None,
+            "diagnosis": [d.value for d in result.diagnosis],
+            "explanation": result.message,
+            "reason": result.reason.value,
+        }
+    fields = result.model_dump(mode="json", by_alias=True, exclude={"evidence"})
+    fields["projectedThrottleRatio"] = round(result.projected_throttle_ratio, 4)
+    fields["reason"] = None
+    return fields

@@ -11,6 +11,7 @@ be absent and the engine must not need them.
 
 from __future__ import annotations
 
+import itertools
 from enum import StrEnum
 from typing import Self
 
@@ -71,7 +72,7 @@ class UsagePercentiles(FrozenApiModel):
         chain = [("p50", self.p50), ("p95", self.p95), ("p99", self.p99)]
         chain += [(n, v) for n, v in (("p999", self.p999), ("p9999", self.p9999)) if v is not None]
         chain.append(("max", self.max))
-        for (low_name, low), (high_name, high) in zip(chain, chain[1:], strict=False):
+        for (low_name, low), (high_name, high) in itertools.pairwise(chain):
             if high < low:
                 raise ValueError(f"usageCores.{high_name} is below usageCores.{low_name}")
         return self

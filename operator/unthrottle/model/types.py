@@ -1,5 +1,11 @@
 """Annotated field types shared by every pydantic model of unthrottle.
 
+On input, text is a Kubernetes quantity and a Python ``int`` is already the internal unit
+(millicores, bytes, milliseconds). A bare *number* for a CPU quantity is ambiguous (in a
+manifest ``cpu: 1`` means one core, inside unthrottle 1 means 1m), so the edges turn such
+numbers into text before validating (:func:`quantities_as_text`), and the CRDs declare CPU
+quantities as strings.
+
 Each type accepts the text a user writes (``"250m"``, ``"512Mi"``, ``"7d"``, or a float
 number of cores from Prometheus), stores the integer the rest of the code computes with
 (millicores, bytes, milliseconds), and serialises back to the canonical text in JSON
@@ -30,11 +36,15 @@ __all__ = [
     "DurationMs",
     "FrozenApiModel",
     "Millicores",
+    "MillicoresAsCores",
+    "quantities_as_text",
 ]
 
 
 def _millicores(value: Any) -> Any:
-    return value if isinstance(value, int) and not isinstance(value, bool) else parse_millicores(value)
+    return (
+        value if isinstance(value, int) and not isinstance(value, bool) else parse_millicores(value)
+    )
 
 
 def _bytes(value: Any) -> Any:
@@ -42,7 +52,11 @@ def _bytes(value: Any) -> Any:
 
 
 def _duration(value: Any) -> Any:
-    return value if isinstance(value, int) and not isinstance(value, bool) else parse_duration_ms(value)
+    return (
+        value
+        if isinstance(value, int) and not isinstance(value, bool)
+        else parse_duration_ms(value)
+    )
 
 
 def _cores(value: Any) -> Any:
@@ -82,6 +96,15 @@ CoresAsMillicores = Annotated[
 ]
 """A CPU rate measured in cores (``0.35``), held as integer millicores (350), rounded up."""
 
+MillicoresAsCores = Annotated[
+    int,
+    PlainSerializer(format_cores, return_type=float, when_used="json"),
+]
+"""A CPU rate the engine computed, held as integer millicores, shown in cores (``0.35``).
+
+Unlike :data:`CoresAsMillicores` it takes no cores on input: it is for output values.
+"""
+
 
 class ApiModel(BaseModel):
     """camelCase on the wire, snake_case in Python; unknown fields ignored (CRDs prune them)."""
@@ -98,3 +121,14 @@ class FrozenApiModel(ApiModel):
     """An immutable value of the API (statistics, recommendations)."""
 
     model_config = ConfigDict(frozen=True)
+
+
+def quantities_as_text(document: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of ``document`` where the numbers under ``keys`` are Kubernetes text.
+
+    For input written by people: ``{"cpuRequest": 1}`` means one core, as in a manifest.
+    """
+    return {
+        key: str(value) if key in keys and isinstance(value, int | float) else value
+        for key, value in document.items()
+    }

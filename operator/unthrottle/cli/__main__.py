@@ -1,0 +1,7 @@
+"""``python -m unthrottle.cli``."""
+
+import sys
+
+from unthrottle.cli import main
+
+sys.exit(main())

@@ -1,0 +1,34 @@
+"""Formatters for command output: JSON, YAML and plain-text tables. One of each."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+
+import yaml
+
+__all__ = ["OutputFormat", "render", "render_table"]
+
+
+class OutputFormat(StrEnum):
+    JSON = "json"
+    YAML = "yaml"
+    TABLE = "table"
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Columns padded to their widest cell, two spaces apart, like ``kubectl get``."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def render(data: Mapping[str, object], fmt: OutputFormat, table: str) -> str:
+    """``data`` as JSON or YAML, or the ready-made ``table`` text."""
+    if fmt is OutputFormat.JSON:
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if fmt is OutputFormat.YAML:
+        return yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True)
+    return table

@@ -1,0 +1,91 @@
+"""Named diagnoses and their triggers (docs/recommendations.md, "Diagnoses").
+
+τ is the policy's throttleTarget, r the throttled-period ratio, L the current CPU limit.
+
+| diagnosis                 | trigger                                                        |
+|---------------------------|----------------------------------------------------------------|
+| quota-bound               | r > τ and usage p95 ≥ 90% of L (usage pinned at the limit)     |
+| micro-bursting            | r > τ and mean usage < 50% of L (throttled at a low average)   |
+| worker-oversubscription   | workers > max(1, L cores); or threads > max(1, L cores) and    |
+|                           | r > τ; or, concurrency unknown and usage not pinned at L,      |
+|                           | r > 0.3 and mean usage < 0.5 core (seed 001's GIL alert)       |
+| over-provisioned          | r ≤ τ and the recommended request < 50% of the current request |
+| memory-growth             | RSS slope × window ≥ 25% of max RSS                            |
+| oom-killed                | at least one OOMKilled termination in the window               |
+| healthy                   | none of the above                                              |
+"""
+
+from __future__ import annotations
+
+from unthrottle.model.quantity import MILLICORES_PER_CORE
+from unthrottle.model.recommendation import Diagnosis
+from unthrottle.model.stats import ContainerStats
+
+__all__ = ["diagnose"]
+
+QUOTA_BOUND_USAGE_OF_LIMIT = 0.9
+MICRO_BURST_USAGE_OF_LIMIT = 0.5
+GIL_RULE_THROTTLE = 0.3  # seed 001's PossibleGILContention alert: throttled > 0.3 ...
+GIL_RULE_USAGE_MILLICORES = 500  # ... while usage < 0.5 core
+OVER_PROVISIONED_FRACTION = 0.5
+MEMORY_GROWTH_OF_MAX = 0.25
+
+
+def _oversubscribed(stats: ContainerStats, workers: int | None, target: float) -> bool:
+    container, cpu = stats.container, stats.cpu
+    ratio = cpu.throttled_period_ratio
+    cores = None if container.cpu_limit is None else container.cpu_limit / MILLICORES_PER_CORE
+    if cores is not None:
+        if workers is not None and workers > max(1.0, cores):
+            return True
+        if container.threads is not None and container.threads > max(1.0, cores) and ratio > target:
+            return True
+    concurrency_unknown = workers is None and container.threads is None
+    pinned = cores is not None and cpu.usage_cores.p95 >= QUOTA_BOUND_USAGE_OF_LIMIT * (
+        container.cpu_limit or 0
+    )
+    return (
+        concurrency_unknown
+        and not pinned
+        and ratio > GIL_RULE_THROTTLE
+        and cpu.usage_cores.mean_or_median < GIL_RULE_USAGE_MILLICORES
+    )
+
+
+def diagnose(
+    stats: ContainerStats,
+    target: float,
+    workers: int | None,
+    recommended_request: int | None,
+) -> tuple[Diagnosis, ...]:
+    """The diagnoses that hold for a container, in a stable order; ``healthy`` if none."""
+    found: list[Diagnosis] = []
+    cpu, container = stats.cpu, stats.container
+    ratio = cpu.throttled_period_ratio
+    limit = container.cpu_limit
+    if limit is not None and ratio > target:
+        if cpu.usage_cores.p95 >= QUOTA_BOUND_USAGE_OF_LIMIT * limit:
+            found.append(Diagnosis.QUOTA_BOUND)
+        if cpu.usage_cores.mean_or_median < MICRO_BURST_USAGE_OF_LIMIT * limit:
+            found.append(Diagnosis.MICRO_BURSTING)
+    if _oversubscribed(stats, workers, target):
+        found.append(Diagnosis.WORKER_OVERSUBSCRIPTION)
+    if (
+        ratio <= target
+        and recommended_request is not None
+        and container.cpu_request is not None
+        and recommended_request < OVER_PROVISIONED_FRACTION * container.cpu_request
+    ):
+        found.append(Diagnosis.OVER_PROVISIONED)
+    memory = stats.memory
+    if memory is not None:
+        slope = memory.rss_slope_bytes_per_second
+        if (
+            slope is not None
+            and slope > 0
+            and slope * cpu.window_seconds >= MEMORY_GROWTH_OF_MAX * memory.rss_bytes.max
+        ):
+            found.append(Diagnosis.MEMORY_GROWTH)
+        if memory.oom_kills > 0:
+            found.append(Diagnosis.OOM_KILLED)
+    return tuple(found) or (Diagnosis.HEALTHY,)

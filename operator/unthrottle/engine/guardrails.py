@@ -1,0 +1,98 @@
+"""Guardrails: the pure rules that decide whether data is enough and a change is worth it.
+
+A patch is a rollout of someone's service, so a recommendation reaches a Deployment only
+through these: enough history, bounds, hysteresis (is the change worth a rollout), step
+limits per patch, a cooldown between patches and a cap on rollouts at once. Time is an
+argument (milliseconds since the epoch); nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from unthrottle.model.policy import HistoryPolicy, PatchPolicy
+from unthrottle.model.recommendation import NoRecommendation, NoRecommendationReason
+from unthrottle.model.stats import CpuStats
+
+__all__ = [
+    "apply_step_limit",
+    "check_history",
+    "clamp",
+    "cooldown_remaining_ms",
+    "coverage",
+    "is_worth_rollout",
+    "relative_change",
+    "rollout_slots",
+]
+
+
+def coverage(cpu: CpuStats) -> float:
+    """The fraction of the window the samples cover: samples × step / window (at most 1)."""
+    return min(1.0, cpu.samples * cpu.step_seconds / cpu.window_seconds)
+
+
+def check_history(cpu: CpuStats, history: HistoryPolicy) -> NoRecommendation | None:
+    """``insufficient-data`` when there are too few samples or too little of the window."""
+    covered = coverage(cpu)
+    if cpu.samples < history.min_samples:
+        message = (
+            f"{cpu.samples} samples in the window, the policy needs at least "
+            f"{history.min_samples} (history.minSamples)"
+        )
+    elif covered < history.min_coverage:
+        message = (
+            f"samples cover {covered:.0%} of the window, the policy needs "
+            f"{history.min_coverage:.0%} (history.minCoverage)"
+        )
+    else:
+        return None
+    return NoRecommendation(reason=NoRecommendationReason.INSUFFICIENT_DATA, message=message)
+
+
+def clamp(value: int, low: int | None, high: int | None) -> int:
+    """``value`` within [low, high]; a missing bound does not bind."""
+    if low is not None:
+        value = max(value, low)
+    if high is not None:
+        value = min(value, high)
+    return value
+
+
+def relative_change(current: int | None, recommended: int | None) -> float:
+    """|recommended − current| / current; adding or removing a value counts as 100%."""
+    if current == recommended:
+        return 0.0
+    if current is None or recommended is None or current == 0:
+        return 1.0
+    return abs(recommended - current) / current
+
+
+def is_worth_rollout(pairs: Iterable[tuple[int | None, int | None]], patch: PatchPolicy) -> bool:
+    """Hysteresis: roll out only when some value moves by at least ``patch.minChange``."""
+    return any(relative_change(current, new) >= patch.min_change for current, new in pairs)
+
+
+def apply_step_limit(current: int | None, recommended: int, patch: PatchPolicy) -> int:
+    """At most ×maxStepUp or ×maxStepDown of the current value in one patch.
+
+    Example: current 300m, recommended 1080m, maxStepUp 2 → 600m this time; the next pass,
+    measuring at 600m, takes the rest of the way if it is still needed.
+    """
+    if current is None:
+        return recommended
+    highest = math.floor(current * patch.max_step_up)
+    lowest = math.ceil(current * patch.max_step_down)
+    return clamp(recommended, max(lowest, 1), max(highest, 1))
+
+
+def cooldown_remaining_ms(last_patched_ms: int | None, now_ms: int, cooldown_ms: int) -> int:
+    """Milliseconds until a workload may be patched again (0 when it may be now)."""
+    if last_patched_ms is None:
+        return 0
+    return max(0, last_patched_ms + cooldown_ms - now_ms)
+
+
+def rollout_slots(rollouts_in_progress: int, patch: PatchPolicy) -> int:
+    """How many more rollouts may start now under ``patch.maxConcurrentRollouts``."""
+    return max(0, patch.max_concurrent_rollouts - rollouts_in_progress)

@@ -1,0 +1,80 @@
+"""Memory sizing from RSS (seed 000), and the link between worker count and memory.
+
+Kubernetes OOM-kills on RSS, and Python's arenas keep RSS above what the code holds, so
+the limit is the window's maximum RSS plus headroom (40% by default):
+
+    limit = max RSS × (1 + headroom), rounded up to a MiB; request = limit
+
+Example: max RSS 320 000 000 B × 1.4 = 448 000 000 B → 428 MiB (448 790 528 B).
+
+Memory is not compressible, so the request equals the limit. Three corrections:
+
+* OOM-killed: the observed RSS was cut off by the limit, like CPU usage by the quota, so
+  the base is at least the current limit;
+* workers grow: a pre-fork server's RSS scales with its worker count (each worker has its
+  own heap), so the base is RSS × new workers / old workers (4 → 6 workers: × 1.5);
+* never below the observed maximum RSS (the guardrail), so fewer workers lower memory
+  only after a later window has seen the smaller RSS.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from unthrottle.engine.workers import WorkerPlan
+from unthrottle.model.policy import MemoryPolicy
+from unthrottle.model.quantity import round_up
+from unthrottle.model.stats import ContainerResources, MemoryStats
+
+__all__ = ["MEMORY_GRANULARITY", "MemoryPlan", "recommend_memory"]
+
+MEMORY_GRANULARITY = 2**20
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    request: int
+    limit: int
+    base: int  # the RSS the headroom was added to
+    notes: tuple[str, ...]
+
+
+def recommend_memory(
+    policy: MemoryPolicy,
+    memory: MemoryStats,
+    container: ContainerResources,
+    workers: WorkerPlan,
+) -> MemoryPlan:
+    rss_max = memory.rss_bytes.max
+    base = rss_max
+    notes: list[str] = []
+    if memory.oom_kills > 0 and container.memory_limit is not None:
+        base = max(base, container.memory_limit)
+        notes.append(
+            f"OOM-killed {memory.oom_kills}× so RSS was cut off at the current limit; "
+            "sized from the limit instead"
+        )
+    if workers.before and workers.after and workers.after != workers.before:
+        scaled = math.ceil(base * workers.after / workers.before)
+        if scaled > base:
+            notes.append(
+                f"workers {workers.before} → {workers.after}: RSS scaled by "
+                f"{workers.after}/{workers.before} (each worker has its own heap)"
+            )
+            base = scaled
+        else:
+            notes.append(
+                f"workers {workers.before} → {workers.after}: memory kept at the observed "
+                "RSS until a window with fewer workers shows the smaller footprint"
+            )
+    limit = round_up(math.ceil(base * (1.0 + policy.headroom)), MEMORY_GRANULARITY)
+    limit = max(limit, policy.min_limit)
+    if policy.max_limit is not None and limit > policy.max_limit:
+        if policy.max_limit >= rss_max:
+            limit = policy.max_limit
+            notes.append("capped at memory.maxLimit")
+        else:
+            notes.append("memory.maxLimit is below the observed RSS and was not applied")
+    limit = max(limit, round_up(rss_max, MEMORY_GRANULARITY))
+    return MemoryPlan(request=limit, limit=limit, base=base, notes=tuple(notes))

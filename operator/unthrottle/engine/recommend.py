@@ -1,0 +1,255 @@
+"""One container's recommendation: the steps of docs/recommendations.md, in order.
+
+1. Enough history? Otherwise ``insufficient-data``, and nothing else is computed.
+2. Fit the demand model to the throttling counters (:mod:`.demand`).
+3. Tier: request = demand percentile × (1 + headroom), rounded up, within bounds.
+4. Limit per ``limitPolicy``; raised until the projected throttle ratio (with the burst
+   allowance) is at or under ``throttleTarget``; whole cores when workers follow it.
+5. Burst, workers, memory; diagnoses; a one-paragraph explanation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from unthrottle.engine.burst import burst_cores, recommend_burst_us
+from unthrottle.engine.demand import (
+    FIT_UNTHROTTLED,
+    DemandEstimate,
+    estimate_demand,
+    limit_for_target,
+    projected_throttle_ratio,
+)
+from unthrottle.engine.diagnosis import diagnose
+from unthrottle.engine.guardrails import check_history, clamp, coverage
+from unthrottle.engine.memory import MemoryPlan, recommend_memory
+from unthrottle.engine.tiers import TIER_RULES, usage_percentile_for
+from unthrottle.engine.workers import (
+    WorkerPlan,
+    current_workers,
+    downward_api_workers,
+    manages_workers,
+)
+from unthrottle.model.policy import LimitPolicy, ThrottlePolicySpec
+from unthrottle.model.quantity import (
+    MILLICORES_PER_CORE,
+    describe_bytes,
+    format_millicores,
+    round_up,
+)
+from unthrottle.model.recommendation import Evidence, Recommendation, RecommendationResult
+from unthrottle.model.stats import ContainerStats, WebConcurrencySource
+
+__all__ = ["CPU_GRANULARITY", "recommend"]
+
+CPU_GRANULARITY = 10  # millicores: requests and limits are rounded up to 10m
+
+
+@dataclass(frozen=True)
+class _CpuPlan:
+    request: int
+    limit: int | None
+    burst_us: int
+    projected: float
+    notes: tuple[str, ...]
+
+
+def _evidence(stats: ContainerStats, estimate: DemandEstimate, demand_p99: float) -> Evidence:
+    cpu = stats.cpu
+    return Evidence(
+        throttle_ratio=cpu.throttled_period_ratio,
+        throttled_seconds_per_second=cpu.throttled_seconds_per_second,
+        cpu_usage_p50=cpu.usage_cores.p50,
+        cpu_usage_p99=cpu.usage_cores.p99,
+        demand_mean=math.ceil(estimate.mean),
+        demand_p99=math.ceil(demand_p99),
+        rss_max=None if stats.memory is None else stats.memory.rss_bytes.max,
+        samples=cpu.samples,
+        coverage=coverage(cpu),
+        signals=estimate.signals,
+        demand_model=estimate.model,
+    )
+
+
+def _round_cpu(millicores: float) -> int:
+    return round_up(max(1, math.ceil(millicores)), CPU_GRANULARITY)
+
+
+def _plan_cpu(
+    stats: ContainerStats,
+    policy: ThrottlePolicySpec,
+    estimate: DemandEstimate,
+    manage_workers: bool,
+) -> _CpuPlan:
+    container, cpu, bounds = stats.container, stats.cpu, policy.cpu
+    rule = TIER_RULES[policy.tier]
+    percentile_name, usage_at_percentile = usage_percentile_for(rule, cpu.usage_cores)
+    demand = estimate.percentile(usage_at_percentile)
+    request = clamp(
+        _round_cpu(demand * (1.0 + rule.headroom)), bounds.min_request, bounds.max_request
+    )
+    notes = [
+        f"{policy.tier.value} tier: request = {percentile_name} demand "
+        f"{format_millicores(math.ceil(demand))} + {rule.headroom:.0%} = "
+        f"{format_millicores(request)}"
+    ]
+    limit_policy = bounds.limit_policy
+    if (
+        limit_policy is LimitPolicy.UNSET
+        and not manage_workers
+        and container.web_concurrency_from is WebConcurrencySource.LIMITS_CPU
+    ):
+        # Without a limit the downward API hands the worker count the node's cores.
+        limit_policy = LimitPolicy.RATIO
+        notes.append("the CPU limit is kept because WEB_CONCURRENCY reads limits.cpu")
+    if limit_policy is LimitPolicy.UNSET:
+        if manage_workers:
+            notes.append("no CPU limit; WEB_CONCURRENCY follows requests.cpu")
+        return _CpuPlan(request, None, 0, 0.0, tuple(notes))
+
+    period_us = cpu.cfs_period_us or policy.cpu.cfs_period * 1000
+    model, ratio, target = estimate.model, cpu.throttled_period_ratio, policy.throttle_target
+
+    def burst_at(limit: int) -> int:
+        if not policy.burst.enabled:
+            return 0
+        return recommend_burst_us(model, ratio, limit, period_us)
+
+    def projected_at(limit: int) -> float:
+        extra = burst_cores(burst_at(limit), period_us)
+        return projected_throttle_ratio(model, limit, extra, estimate.mean)
+
+    if limit_policy is LimitPolicy.GUARANTEED:
+        limit = request
+        notes.append("limit = request (Guaranteed)")
+    else:
+        limit = _round_cpu(request * rule.limit_ratio)
+        notes.append(f"limit = {rule.limit_ratio:g} × request = {format_millicores(limit)}")
+    limit = clamp(limit, bounds.min_limit, None)
+    if projected_at(limit) > target:
+        # The smallest limit, in 10m steps, that meets the target: a binary search, since
+        # the projection falls as the limit (and the burst it allows) grows.
+        low = limit // CPU_GRANULARITY
+        high = max(low, _round_cpu(limit_for_target(model, target)) // CPU_GRANULARITY)
+        while low < high:
+            middle = (low + high) // 2
+            if projected_at(middle * CPU_GRANULARITY) <= target:
+                high = middle
+            else:
+                low = middle + 1
+        limit = high * CPU_GRANULARITY
+        notes.append(f"limit raised to {format_millicores(limit)} to meet the throttle target")
+    if manage_workers and limit % MILLICORES_PER_CORE:
+        limit = round_up(limit, MILLICORES_PER_CORE)
+        notes.append(f"limit rounded up to {format_millicores(limit)}: workers equal whole cores")
+    if bounds.max_limit is not None and limit > bounds.max_limit:
+        limit = bounds.max_limit
+        notes.append(f"limit capped at cpu.maxLimit {format_millicores(limit)}")
+    if limit_policy is LimitPolicy.GUARANTEED:
+        request = limit
+    request = min(request, limit)
+    return _CpuPlan(request, limit, burst_at(limit), projected_at(limit), tuple(notes))
+
+
+def _plan_workers(
+    stats: ContainerStats, manage_workers: bool, request: int, limit: int | None
+) -> WorkerPlan:
+    container = stats.container
+    before = current_workers(container)
+    source = container.web_concurrency_from
+    if manage_workers:
+        return WorkerPlan(before, downward_api_workers(limit or request), True, False)
+    if source is WebConcurrencySource.LIMITS_CPU and limit is not None:
+        return WorkerPlan(before, downward_api_workers(limit), False, True)
+    if source is WebConcurrencySource.REQUESTS_CPU:
+        return WorkerPlan(before, downward_api_workers(request), False, True)
+    return WorkerPlan(before, before, False, False)
+
+
+def _describe_data(stats: ContainerStats, estimate: DemandEstimate) -> str:
+    cpu = stats.cpu
+    usage = cpu.usage_cores
+    seen = (
+        f"mean usage {format_millicores(usage.mean_or_median)}, p99 {format_millicores(usage.p99)}"
+    )
+    if estimate.model.fit == FIT_UNTHROTTLED:
+        return (
+            f"No throttling ({cpu.throttled_period_ratio:.1%} of periods): {seen}; demand is usage."
+        )
+    limit = stats.container.cpu_limit or 0
+    how = (
+        "throttled seconds put"
+        if "throttled-seconds" in estimate.signals
+        else "the demand model fitted to usage at the quota puts"
+    )
+    return (
+        f"Throttled in {cpu.throttled_period_ratio:.1%} of CFS periods at a "
+        f"{format_millicores(limit)} limit ({seen}); {how} the mean excess of a throttled "
+        f"period at {format_millicores(math.ceil(estimate.model.scale))}, so demand is "
+        f"usage + {format_millicores(math.ceil(estimate.unmet_mean))} "
+        f"(mean {format_millicores(math.ceil(estimate.mean))})."
+    )
+
+
+def _explain(
+    stats: ContainerStats,
+    *,
+    policy: ThrottlePolicySpec,
+    estimate: DemandEstimate,
+    plan: _CpuPlan,
+    workers: WorkerPlan,
+    memory: MemoryPlan | None,
+) -> str:
+    parts = [_describe_data(stats, estimate), "; ".join(plan.notes) + "."]
+    if plan.limit is None:
+        parts.append("No CPU limit, so no CFS throttling.")
+    else:
+        burst = f" with {plan.burst_us // 1000}ms burst" if plan.burst_us else ""
+        parts.append(
+            f"Projected throttled ratio at {format_millicores(plan.limit)}{burst}: "
+            f"{plan.projected:.1%} (target {policy.throttle_target:.1%})."
+        )
+    if workers.managed or workers.derived:
+        how = "set by unthrottle" if workers.managed else "via the downward API"
+        parts.append(f"Workers {workers.before or '?'} → {workers.after} ({how}).")
+    if memory is not None:
+        assert stats.memory is not None
+        memory_line = (
+            f"Memory: RSS max {describe_bytes(stats.memory.rss_bytes.max)}, base "
+            f"{describe_bytes(memory.base)} + {policy.memory.headroom:.0%} = "
+            f"{describe_bytes(memory.limit)}"
+        )
+        parts.append(memory_line + "".join(f"; {note}" for note in memory.notes) + ".")
+    return " ".join(parts)
+
+
+def recommend(stats: ContainerStats, policy: ThrottlePolicySpec) -> RecommendationResult:
+    """The recommendation for one container under ``policy``, or why there is none."""
+    estimate = estimate_demand(stats.cpu, stats.container.cpu_limit)
+    demand_p99 = estimate.percentile(stats.cpu.usage_cores.p99)
+    evidence = _evidence(stats, estimate, demand_p99)
+    insufficient = check_history(stats.cpu, policy.history)
+    if insufficient is not None:
+        return insufficient.model_copy(update={"evidence": evidence})
+    manage = manages_workers(policy.web_concurrency, stats.container)
+    plan = _plan_cpu(stats, policy, estimate, manage)
+    workers = _plan_workers(stats, manage, plan.request, plan.limit)
+    memory = None
+    if policy.memory.enabled and stats.memory is not None:
+        memory = recommend_memory(policy.memory, stats.memory, stats.container, workers)
+    diagnosis = diagnose(stats, policy.throttle_target, workers.before, plan.request)
+    return Recommendation(
+        cpu_request=plan.request,
+        cpu_limit=plan.limit,
+        cpu_burst_us=plan.burst_us,
+        memory_request=None if memory is None else memory.request,
+        memory_limit=None if memory is None else memory.limit,
+        web_concurrency=workers.after if workers.managed or workers.derived else None,
+        projected_throttle_ratio=min(1.0, max(0.0, plan.projected)),
+        diagnosis=diagnosis,
+        explanation=_explain(
+            stats, policy=policy, estimate=estimate, plan=plan, workers=workers, memory=memory
+        ),
+        evidence=evidence,
+    )
