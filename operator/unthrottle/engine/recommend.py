@@ -35,7 +35,8 @@ from unthrottle.model.policy import LimitPolicy, ThrottlePolicySpec
 from unthrottle.model.quantity import (
     MILLICORES_PER_CORE,
     describe_bytes,
-    format_millicores,
+    describe_millicores,
+    format_bytes,
     round_up,
 )
 from unthrottle.model.recommendation import Evidence, Recommendation, RecommendationResult
@@ -91,8 +92,8 @@ def _plan_cpu(
     )
     notes = [
         f"{policy.tier.value} tier: request = {percentile_name} demand "
-        f"{format_millicores(math.ceil(demand))} + {rule.headroom:.0%} = "
-        f"{format_millicores(request)}"
+        f"{describe_millicores(math.ceil(demand))} + {rule.headroom:.0%} = "
+        f"{describe_millicores(request)}"
     ]
     limit_policy = bounds.limit_policy
     if (
@@ -125,7 +126,7 @@ def _plan_cpu(
         notes.append("limit = request (Guaranteed)")
     else:
         limit = _round_cpu(request * rule.limit_ratio)
-        notes.append(f"limit = {rule.limit_ratio:g} × request = {format_millicores(limit)}")
+        notes.append(f"limit = {rule.limit_ratio:g} × request = {describe_millicores(limit)}")
     limit = clamp(limit, bounds.min_limit, None)
     if projected_at(limit) > target:
         # The smallest limit, in 10m steps, that meets the target: a binary search, since
@@ -139,13 +140,13 @@ def _plan_cpu(
             else:
                 low = middle + 1
         limit = high * CPU_GRANULARITY
-        notes.append(f"limit raised to {format_millicores(limit)} to meet the throttle target")
+        notes.append(f"limit raised to {describe_millicores(limit)} to meet the throttle target")
     if manage_workers and limit % MILLICORES_PER_CORE:
         limit = round_up(limit, MILLICORES_PER_CORE)
-        notes.append(f"limit rounded up to {format_millicores(limit)}: workers equal whole cores")
+        notes.append(f"limit rounded up to {describe_millicores(limit)}: workers equal whole cores")
     if bounds.max_limit is not None and limit > bounds.max_limit:
         limit = bounds.max_limit
-        notes.append(f"limit capped at cpu.maxLimit {format_millicores(limit)}")
+        notes.append(f"limit capped at cpu.maxLimit {describe_millicores(limit)}")
     if limit_policy is LimitPolicy.GUARANTEED:
         request = limit
     request = min(request, limit)
@@ -170,9 +171,8 @@ def _plan_workers(
 def _describe_data(stats: ContainerStats, estimate: DemandEstimate) -> str:
     cpu = stats.cpu
     usage = cpu.usage_cores
-    seen = (
-        f"mean usage {format_millicores(usage.mean_or_median)}, p99 {format_millicores(usage.p99)}"
-    )
+    mean, p99 = describe_millicores(usage.mean_or_median), describe_millicores(usage.p99)
+    seen = f"mean usage {mean}, p99 {p99}"
     if estimate.model.fit == FIT_UNTHROTTLED:
         return (
             f"No throttling ({cpu.throttled_period_ratio:.1%} of periods): {seen}; demand is usage."
@@ -185,10 +185,10 @@ def _describe_data(stats: ContainerStats, estimate: DemandEstimate) -> str:
     )
     return (
         f"Throttled in {cpu.throttled_period_ratio:.1%} of CFS periods at a "
-        f"{format_millicores(limit)} limit ({seen}); {how} the mean excess of a throttled "
-        f"period at {format_millicores(math.ceil(estimate.model.scale))}, so demand is "
-        f"usage + {format_millicores(math.ceil(estimate.unmet_mean))} "
-        f"(mean {format_millicores(math.ceil(estimate.mean))})."
+        f"{describe_millicores(limit)} limit ({seen}); {how} the mean excess of a throttled "
+        f"period at {describe_millicores(math.ceil(estimate.model.scale))}, so demand is "
+        f"usage + {describe_millicores(math.ceil(estimate.unmet_mean))} "
+        f"(mean {describe_millicores(math.ceil(estimate.mean))})."
     )
 
 
@@ -207,7 +207,7 @@ def _explain(
     else:
         burst = f" with {plan.burst_us // 1000}ms burst" if plan.burst_us else ""
         parts.append(
-            f"Projected throttled ratio at {format_millicores(plan.limit)}{burst}: "
+            f"Projected throttled ratio at {describe_millicores(plan.limit)}{burst}: "
             f"{plan.projected:.1%} (target {policy.throttle_target:.1%})."
         )
     if workers.managed or workers.derived:
@@ -218,7 +218,7 @@ def _explain(
         memory_line = (
             f"Memory: RSS max {describe_bytes(stats.memory.rss_bytes.max)}, base "
             f"{describe_bytes(memory.base)} + {policy.memory.headroom:.0%} = "
-            f"{describe_bytes(memory.limit)}"
+            f"{format_bytes(memory.limit)}"
         )
         parts.append(memory_line + "".join(f"; {note}" for note in memory.notes) + ".")
     return " ".join(parts)

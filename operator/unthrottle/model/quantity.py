@@ -18,6 +18,7 @@ __all__ = [
     "QuantityError",
     "ceil_div",
     "describe_bytes",
+    "describe_millicores",
     "format_bytes",
     "format_cores",
     "format_duration",
@@ -160,6 +161,14 @@ def format_bytes(n_bytes: int) -> str:
         if n_bytes % factor == 0:
             return f"{n_bytes // factor}{suffix}"
     return str(n_bytes)
+
+
+def describe_millicores(millicores: int) -> str:
+    """CPU for people: ``"250m"``, ``"1 core"``, ``"2 cores"`` (``"1"`` alone reads oddly)."""
+    if millicores % MILLICORES_PER_CORE:
+        return f"{millicores}m"
+    cores = millicores // MILLICORES_PER_CORE
+    return f"{cores} core" if cores == 1 else f"{cores} cores"
 
 
 def describe_bytes(n_bytes: int) -> str:

@@ -1,0 +1,334 @@
+"""Table-driven tests of the recommendation engine, one row per tier and per diagnosis.
+
+Every expected number is worked by hand in the comments, from the formulas of
+docs/recommendations.md; the code is not consulted for them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from unthrottle.engine.demand import estimate_demand, survival
+from unthrottle.engine.recommend import recommend
+from unthrottle.model.policy import ThrottlePolicySpec
+from unthrottle.model.recommendation import (
+    Diagnosis,
+    NoRecommendation,
+    NoRecommendationReason,
+    Recommendation,
+)
+from unthrottle.model.stats import ContainerStats
+
+MI = 2**20
+WEEK = 604_800
+STEADY = {"p50": 0.2, "p95": 0.3, "p99": 0.35, "max": 0.45}
+
+
+def stats(
+    container: dict[str, Any],
+    usage: dict[str, float],
+    ratio: float,
+    *,
+    unmet: float | None = None,
+    memory: dict[str, Any] | None = None,
+    samples: int = 2016,
+) -> ContainerStats:
+    document: dict[str, Any] = {
+        "container": {"name": "app", **container},
+        "cpu": {
+            "usageCores": usage,
+            "throttledPeriodRatio": ratio,
+            "throttledSecondsPerSecond": unmet,
+            "samples": samples,
+            "windowSeconds": WEEK,
+        },
+    }
+    if memory is not None:
+        document["memory"] = memory
+    return ContainerStats.model_validate(document)
+
+
+def policy(**spec: Any) -> ThrottlePolicySpec:
+    return ThrottlePolicySpec.model_validate(spec)
+
+
+def recommended(s: ContainerStats, p: ThrottlePolicySpec) -> Recommendation:
+    result = recommend(s, p)
+    assert isinstance(result, Recommendation), result
+    return result
+
+
+# --- tiers, on an unthrottled container (demand = usage) ------------------------------
+
+TIER_ROWS = [
+    # production: request = p99 350m × 1.5 = 525 → 530m (10m steps, up); limit = 2 × 530.
+    # Projection: exponential with mean 200m (p50, no mean given): e^(−1060/200) = 0.005.
+    ("production", STEADY, 530, 1060),
+    # dev: request = p95 300m; limit 1.5 × 300 = 450m, where e^(−450/200) = 0.105 > 0.05,
+    # so the limit rises to 200·ln(1/0.05) = 599.1 → 600m, where e^(−3) = 0.0498 ≤ 0.05.
+    ("dev", STEADY, 300, 600),
+    # critical: request = p99.99 380m × 2 = 760m; limit = 2 × 760 = 1520m.
+    ("critical", {**STEADY, "p9999": 0.38}, 760, 1520),
+    # critical without p99.99 in the input: the maximum, 450m, stands in → 900m, 1800m.
+    ("critical", STEADY, 900, 1800),
+]
+
+
+@pytest.mark.parametrize(("tier", "usage", "cpu_request", "cpu_limit"), TIER_ROWS)
+def test_tier_table_on_unthrottled_usage(
+    tier: str, usage: dict[str, float], cpu_request: int, cpu_limit: int
+) -> None:
+    s = stats({"cpuRequest": "500m", "cpuLimit": "1"}, usage, 0.0)
+    r = recommended(s, policy(tier=tier))
+    assert (r.cpu_request, r.cpu_limit) == (cpu_request, cpu_limit)
+    assert r.cpu_burst_us == 0  # nothing throttled, nothing to burst for
+    assert r.projected_throttle_ratio <= 0.05
+    assert r.diagnosis == (Diagnosis.HEALTHY,)
+
+
+def test_limit_policies() -> None:
+    s = stats({"cpuRequest": "500m", "cpuLimit": "1"}, STEADY, 0.0)
+    guaranteed = recommended(s, policy(cpu={"limitPolicy": "Guaranteed"}))
+    # request 530m; limit = request = 530m; e^(−530/200) = 0.071 > 0.05, so the limit
+    # (and with it the request) rises to 600m (e^(−3) = 0.0498).
+    assert (guaranteed.cpu_request, guaranteed.cpu_limit) == (600, 600)
+    unset = recommended(s, policy(cpu={"limitPolicy": "Unset"}))
+    assert (unset.cpu_request, unset.cpu_limit) == (530, None)
+    assert unset.projected_throttle_ratio == 0.0  # no quota, no throttling
+
+
+# --- the censoring: quota-bound and micro-bursting -------------------------------------
+
+
+def test_quota_bound_gets_a_higher_limit_meeting_the_target() -> None:
+    # Usage pinned at a 300m limit, 60% of periods throttled, no throttled seconds (the
+    # default kube-prometheus-stack shape). The shifted-exponential fit:
+    #   β = (L − u) / (ln(1/r) − (1 − r)) = (300 − 290) / (0.5108 − 0.4) = 90.2m
+    #   ln A = ln 0.6 + 300/90.2 = 2.814
+    # unmet = r·β = 54.1m, so demand p99 = 300 + 54.1 = 354.1m;
+    # request = 354.1 × 1.5 = 531.2 → 540m; limit = 1080m;
+    # projection e^(2.814 − 1080/90.2) ≈ 1e-4, far under 0.05.
+    s = stats(
+        {"cpuRequest": "300m", "cpuLimit": "300m"},
+        {"p50": 0.29, "p95": 0.3, "p99": 0.3, "max": 0.3},
+        0.6,
+    )
+    estimate = estimate_demand(s.cpu, 300)
+    assert estimate.model.scale == pytest.approx(90.2, abs=0.1)
+    assert estimate.model.log_level == pytest.approx(2.814, abs=0.005)
+    assert survival(estimate.model, 300) == pytest.approx(0.6)
+    r = recommended(s, policy())
+    assert r.cpu_limit is not None and r.cpu_limit > 300
+    assert (r.cpu_request, r.cpu_limit) == (540, 1080)
+    assert r.projected_throttle_ratio <= 0.05
+    # burst = β × 100 ms = 9023 µs → 10 000 µs (whole ms)
+    assert r.cpu_burst_us == 10_000
+    assert r.diagnosis == (Diagnosis.QUOTA_BOUND,)
+    assert r.evidence.signals == ("usage", "throttled-periods")
+
+
+def test_guaranteed_quota_bound_meets_target_at_request() -> None:
+    # As above, limit = request = 540m: e^(2.814 − 540/90.2) = e^(−3.173) = 0.042 ≤ 0.05
+    # before the burst is even counted, so 540m stands.
+    s = stats(
+        {"cpuRequest": "300m", "cpuLimit": "300m"},
+        {"p50": 0.29, "p95": 0.3, "p99": 0.3, "max": 0.3},
+        0.6,
+    )
+    r = recommended(s, policy(cpu={"limitPolicy": "Guaranteed"}))
+    assert (r.cpu_request, r.cpu_limit) == (540, 540)
+    assert r.projected_throttle_ratio <= 0.05
+
+
+def test_throttled_seconds_sharpen_the_estimate() -> None:
+    # The issue's example: 500m limit, r = 0.6, s = 350m of unmet demand per second.
+    #   β = s / r = 583.3m; unmet = 350m; usage mean is at least r·L = 300m.
+    # demand p99 = 300 + 350 = 650m → request 975 → 980m, limit 1960m.
+    s = stats(
+        {"cpuRequest": "250m", "cpuLimit": "500m"},
+        {"p50": 0.1, "p95": 0.2, "p99": 0.3, "p999": 0.35, "p9999": 0.4, "max": 0.45},
+        0.6,
+        unmet=0.35,
+    )
+    r = recommended(s, policy())
+    assert r.evidence.demand_model is not None
+    assert r.evidence.demand_model.scale == pytest.approx(583.3, abs=0.1)
+    assert (r.cpu_request, r.cpu_limit) == (980, 1960)
+    # burst = min(β, L) × 100 ms = 58 333 µs → 59 000 µs
+    assert r.cpu_burst_us == 59_000
+    assert r.projected_throttle_ratio <= 0.05
+    assert "throttled-seconds" in r.evidence.signals
+
+
+def test_micro_bursting_gets_burst_and_limit() -> None:
+    # 30% throttled at 500m while the mean is 200m: the fit's β wants to exceed the
+    # quota and is capped at L = 500m. unmet = 0.3 × 500 = 150m.
+    # demand p99 = 400 + 150 = 550 → request 825 → 830m; limit 1660m.
+    # burst = min(500, 1660) × 100 ms = 50 000 µs.
+    s = stats(
+        {"cpuRequest": "250m", "cpuLimit": "500m"},
+        {"p50": 0.2, "p95": 0.3, "p99": 0.4, "max": 0.5},
+        0.3,
+    )
+    r = recommended(s, policy())
+    assert (r.cpu_request, r.cpu_limit, r.cpu_burst_us) == (830, 1660, 50_000)
+    assert r.projected_throttle_ratio <= 0.05
+    assert r.diagnosis == (Diagnosis.MICRO_BURSTING,)
+
+
+def test_without_burst_the_limit_alone_meets_the_target() -> None:
+    s = stats(
+        {"cpuRequest": "250m", "cpuLimit": "500m"},
+        {"p50": 0.2, "p95": 0.3, "p99": 0.4, "max": 0.5},
+        0.3,
+    )
+    r = recommended(s, policy(burst={"enabled": False}))
+    # ln A = ln 0.3 + 500/500 = −0.204; limit for τ = 0.05 is β(ln A − ln τ)
+    #      = 500 × (−0.204 + 2.996) = 1395.9 → 1660m (the tier's limit) already meets it.
+    assert r.cpu_burst_us == 0
+    assert r.cpu_limit == 1660
+    assert r.projected_throttle_ratio == pytest.approx(math.exp(-0.204 - 1660 / 500), rel=0.01)
+
+
+# --- workers ---------------------------------------------------------------------------
+
+
+def test_gil_threads_get_workers_equal_to_cores() -> None:
+    # Seed 001: 1 worker × 8 threads on 1 core, 75% throttled at 30% usage. Usage is at
+    # least r·L = 750m (every throttled period used its quota), β capped at L = 1000m,
+    # unmet = 750m: demand p99 = 500 + 750 = 1250 → request 1875 → 1880m, limit 3760m,
+    # rounded up to 4 cores for whole workers: WEB_CONCURRENCY 4. Memory grows with the
+    # workers: 200 MB × 4/1 = 800 MB × 1.4 = 1 120 000 000 B → 1069 MiB.
+    s = stats(
+        {"cpuRequest": "1", "cpuLimit": "1", "webConcurrency": 1, "threads": 8},
+        {"p50": 0.3, "p95": 0.45, "p99": 0.5, "max": 0.6},
+        0.75,
+        memory={"rssBytes": {"p99": 180_000_000, "max": 200_000_000}},
+    )
+    r = recommended(s, policy(webConcurrency={"enabled": True}))
+    assert (r.cpu_request, r.cpu_limit, r.web_concurrency) == (1880, 4000, 4)
+    assert r.memory_limit == 1069 * MI
+    assert Diagnosis.WORKER_OVERSUBSCRIPTION in r.diagnosis
+    assert "RSS scaled by 4/1" in r.explanation
+
+
+def test_workers_mismatch_brings_workers_down_to_cores() -> None:
+    # WEB_CONCURRENCY=4 at a 500m limit. request 530m (≈ steady tier row), limit 1060m,
+    # rounded up to 2 cores → 2 workers. Memory stays at the observed RSS (never below
+    # it): 400 MB × 1.4 = 560 000 000 B → 535 MiB.
+    s = stats(
+        {"cpuRequest": "250m", "cpuLimit": "500m", "webConcurrency": 4},
+        STEADY,
+        0.0,
+        memory={"rssBytes": {"p99": 380_000_000, "max": 400_000_000}},
+    )
+    r = recommended(s, policy(webConcurrency={"enabled": True}))
+    assert (r.cpu_limit, r.web_concurrency) == (2000, 2)
+    assert r.memory_limit == 535 * MI
+    assert Diagnosis.WORKER_OVERSUBSCRIPTION in r.diagnosis
+
+
+def test_unset_limit_is_kept_when_workers_read_limits_cpu() -> None:
+    # Removing the limit would hand the downward API the node's cores (DESIGN.md).
+    s = stats(
+        {"cpuRequest": "500m", "cpuLimit": "1", "webConcurrencyFrom": "limits.cpu"},
+        STEADY,
+        0.0,
+    )
+    r = recommended(s, policy(cpu={"limitPolicy": "Unset"}))
+    assert r.cpu_limit == 1060  # the Ratio limit of the production tier
+    assert r.web_concurrency == 2  # ceil(1060m) = 2 workers via the downward API
+    assert "limits.cpu" in r.explanation
+
+
+def test_unset_with_managed_workers_follows_requests() -> None:
+    s = stats({"cpuRequest": "500m", "cpuLimit": "1", "webConcurrency": 3}, STEADY, 0.0)
+    r = recommended(s, policy(cpu={"limitPolicy": "Unset"}, webConcurrency={"enabled": True}))
+    assert r.cpu_limit is None
+    assert r.web_concurrency == 1  # ceil(530m)
+
+
+# --- memory and the remaining diagnoses -----------------------------------------------
+
+
+def test_memory_is_rss_plus_headroom() -> None:
+    # 320 000 000 B × 1.4 = 448 000 000 B = 427.25 MiB → 428 MiB; request = limit.
+    s = stats({}, STEADY, 0.0, memory={"rssBytes": {"p99": 300_000_000, "max": 320_000_000}})
+    r = recommended(s, policy())
+    assert r.memory_limit == r.memory_request == 428 * MI
+
+
+def test_oom_killed_sizes_from_the_limit() -> None:
+    # RSS was cut off at the 256Mi limit: base = 268 435 456 B × 1.4 = 375 809 638.4 →
+    # 358.4 MiB → 359 MiB.
+    s = stats(
+        {"memoryLimit": "256Mi"},
+        STEADY,
+        0.0,
+        memory={"rssBytes": {"p99": 250_000_000, "max": 260_000_000}, "oomKills": 3},
+    )
+    r = recommended(s, policy())
+    assert r.memory_limit == 359 * MI
+    assert Diagnosis.OOM_KILLED in r.diagnosis
+
+
+def test_memory_growth_is_diagnosed() -> None:
+    # 100 B/s × 604 800 s = 60.5 MB ≥ 25% of the 200 MB maximum.
+    s = stats(
+        {},
+        STEADY,
+        0.0,
+        memory={"rssBytes": {"p99": 190e6, "max": 200e6}, "rssSlopeBytesPerSecond": 100.0},
+    )
+    assert Diagnosis.MEMORY_GROWTH in recommended(s, policy()).diagnosis
+    flat = stats({}, STEADY, 0.0, memory={"rssBytes": {"p99": 190e6, "max": 200e6}})
+    assert Diagnosis.MEMORY_GROWTH not in recommended(flat, policy()).diagnosis
+
+
+def test_over_provisioned_shrinks() -> None:
+    # p99 60m → request 90m, limit 180m (e^(−180/40) = 0.011 with the 40m mean) against a
+    # 2-core request: 90 < 50% of 2000.
+    s = stats(
+        {"cpuRequest": "2", "cpuLimit": "4"},
+        {"p50": 0.04, "p95": 0.05, "p99": 0.06, "max": 0.08},
+        0.0,
+    )
+    r = recommended(s, policy())
+    assert (r.cpu_request, r.cpu_limit) == (90, 180)
+    assert r.diagnosis == (Diagnosis.OVER_PROVISIONED,)
+
+
+def test_gil_alert_rule_needs_unknown_concurrency_and_unpinned_usage() -> None:
+    # Seed 001's alert: throttled > 0.3 while usage < 0.5 core.
+    bursty = {"p50": 0.3, "p95": 0.5, "p99": 0.6, "max": 0.9}
+    unknown = stats({"cpuLimit": "1"}, bursty, 0.4)
+    assert Diagnosis.WORKER_OVERSUBSCRIPTION in recommended(unknown, policy()).diagnosis
+    single = stats({"cpuLimit": "1", "webConcurrency": 1, "threads": 1}, bursty, 0.4)
+    assert Diagnosis.WORKER_OVERSUBSCRIPTION not in recommended(single, policy()).diagnosis
+
+
+def test_bounds_are_applied() -> None:
+    s = stats({"cpuRequest": "500m", "cpuLimit": "1"}, STEADY, 0.0)
+    r = recommended(s, policy(cpu={"minRequest": "600m", "maxLimit": "900m"}))
+    assert r.cpu_request == 600
+    assert r.cpu_limit == 900
+    assert "maxLimit" in r.explanation
+
+
+# --- no recommendation ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("samples", "phrase"),
+    [(5, "5 samples"), (100, "cover 5%")],  # 100 × 300 s / 604 800 s = 4.96%
+)
+def test_insufficient_data_is_a_value_with_a_reason(samples: int, phrase: str) -> None:
+    s = stats({"cpuLimit": "1"}, STEADY, 0.0, samples=samples)
+    result = recommend(s, policy())
+    assert isinstance(result, NoRecommendation)
+    assert result.reason is NoRecommendationReason.INSUFFICIENT_DATA
+    assert phrase in result.message
+    assert result.evidence is not None and result.evidence.samples == samples
