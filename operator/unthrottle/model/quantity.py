@@ -32,6 +32,9 @@ __all__ = [
 
 MILLICORES_PER_CORE = 1000
 MS_PER_SECOND = 1000
+# Kubernetes holds a quantity in an int64 (millicores for CPU, bytes for memory); larger
+# values are input errors here too, not integers too large for the engine's floats.
+_MAX_QUANTITY = Decimal(2**63 - 1)
 
 _DECIMAL_SUFFIXES: dict[str, Decimal] = {
     "n": Decimal("1e-9"),
@@ -111,19 +114,25 @@ def _parse_decimal(text: str | int | float) -> Decimal:
         return number * _BINARY_SUFFIXES[suffix]
     if suffix in _DECIMAL_SUFFIXES:
         return number * _DECIMAL_SUFFIXES[suffix]
-    return number * (Decimal(10) ** int(suffix[1:]))
+    try:
+        return number * (Decimal(10) ** int(suffix[1:]))
+    except (ArithmeticError, ValueError) as exc:  # decimal.Overflow, a 5000-digit exponent
+        raise QuantityError(f"quantity out of range: {text!r}") from exc
 
 
 def _non_negative(value: Decimal, text: object) -> Decimal:
+    """``value`` if it is a quantity Kubernetes can hold: not negative, within int64."""
     if value < 0:
         raise QuantityError(f"quantity must not be negative: {text!r}")
+    if value > _MAX_QUANTITY:
+        raise QuantityError(f"quantity too large: {text!r}")
     return value
 
 
 def parse_millicores(text: str | int | float) -> int:
     """CPU quantity → integer millicores, rounded up (``"0.25"`` → 250, ``"1"`` → 1000)."""
-    cores = _non_negative(_parse_decimal(text), text)
-    return int((cores * MILLICORES_PER_CORE).to_integral_value(rounding=ROUND_CEILING))
+    millicores = _non_negative(_parse_decimal(text) * MILLICORES_PER_CORE, text)
+    return int(millicores.to_integral_value(rounding=ROUND_CEILING))
 
 
 def parse_cores(value: float) -> int:
@@ -187,16 +196,16 @@ def parse_duration_ms(text: str) -> int:
     cleaned = text.strip()
     if not cleaned or _DURATION.match(cleaned) is None:
         raise QuantityError(f"not a duration (use e.g. 100ms, 30s, 5m, 1h30m, 7d): {text!r}")
-    total = sum(int(n) * _DURATION_UNITS_MS[unit] for n, unit in _DURATION_PART.findall(cleaned))
-    if total <= 0:
-        raise QuantityError(f"duration must be positive: {text!r}")
-    return total
+    # Zero is a duration ("0s": no cooldown); fields that need more say so in their bounds.
+    return sum(int(n) * _DURATION_UNITS_MS[unit] for n, unit in _DURATION_PART.findall(cleaned))
 
 
 def format_duration(milliseconds: int) -> str:
     """Milliseconds → an exact Prometheus duration in days and smaller (604800000 → ``"7d"``)."""
-    if milliseconds <= 0:
-        raise QuantityError(f"duration must be positive: {milliseconds}")
+    if milliseconds < 0:
+        raise QuantityError(f"duration must not be negative: {milliseconds}")
+    if milliseconds == 0:
+        return "0s"
     parts: list[str] = []
     remaining = milliseconds
     for unit, factor in sorted(_DURATION_UNITS_MS.items(), key=lambda item: -item[1]):
