@@ -332,3 +332,31 @@ def test_insufficient_data_is_a_value_with_a_reason(samples: int, phrase: str) -
     assert result.reason is NoRecommendationReason.INSUFFICIENT_DATA
     assert phrase in result.message
     assert result.evidence is not None and result.evidence.samples == samples
+
+
+def test_active_period_ratio_scales_usage_to_active_periods() -> None:
+    # The kernel counts only periods with runnable work. 100m mean usage over the window
+    # while active a quarter of the time is 400m per active period. With r = 0.3 at 500m
+    # the shifted fit (A > 1) gives β = (500 − 400) / (ln(1/0.3) − 0.7)
+    #   = 100 / (1.2040 − 0.7) = 198.4m, ln A = ln 0.3 + 500/198.4 = 1.316;
+    # the unmet demand per period of the window is f·r·β = 0.25 × 0.3 × 198.4 = 14.9m.
+    # Without the fraction, 100m is below r·L = 150m and β would hit its cap of 500m.
+    usage = {"p50": 0.1, "p95": 0.3, "p99": 0.4, "max": 0.5}
+    document = {
+        "container": {"name": "app", "cpuLimit": "500m"},
+        "cpu": {
+            "usageCores": usage,
+            "throttledPeriodRatio": 0.3,
+            "activePeriodRatio": 0.25,
+            "samples": 2016,
+            "windowSeconds": WEEK,
+        },
+    }
+    active = estimate_demand(ContainerStats.model_validate(document).cpu, 500)
+    assert active.model.scale == pytest.approx(198.4, abs=0.1)
+    assert active.model.log_level == pytest.approx(1.316, abs=0.002)
+    assert active.unmet_mean == pytest.approx(14.9, abs=0.05)
+    assert survival(active.model, 500) == pytest.approx(0.3)
+    del document["cpu"]["activePeriodRatio"]  # type: ignore[attr-defined]
+    assumed = estimate_demand(ContainerStats.model_validate(document).cpu, 500)
+    assert assumed.model.scale == pytest.approx(500)

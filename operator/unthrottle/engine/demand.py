@@ -13,7 +13,9 @@ periods is busy at all; A > 1: every period needs at least β·ln A). The counte
 the parameters:
 
 * a period is throttled when D exceeds the quota L, so the throttled-period ratio is
-  r = P(D > L) = A·exp(-L/β);
+  r = P(D > L) = A·exp(-L/β). The kernel counts only *active* periods (those with
+  runnable work), so D is the demand of an active period and the mean usage of an active
+  period is the wall-clock mean divided by the active fraction f;
 * with ``container_cpu_cfs_throttled_seconds_total`` the unmet demand per second,
   s = E[(D − L)⁺] = r·β, gives β = s / r directly;
 * without it (a default kube-prometheus-stack install), β is the one value for which the
@@ -65,11 +67,11 @@ FIT_THROTTLED_PERIODS_CAPPED = "throttled periods: scale capped at the quota"
 
 @dataclass(frozen=True)
 class DemandEstimate:
-    """The fitted model and the demand statistics derived from it (millicores)."""
+    """The fitted model and the demand statistics derived from it (millicores, wall clock)."""
 
     model: DemandModel
-    usage_mean: float  # the mean usage the fit used (at least r·L, see estimate_demand)
-    unmet_mean: float  # E[(D − L)⁺]: demand the quota turned away, per period
+    usage_mean: float  # mean usage over the window (at least f·r·L, see estimate_demand)
+    unmet_mean: float  # f·E[(D − L)⁺]: demand the quota turned away, per period of the window
     signals: tuple[str, ...]
 
     @property
@@ -136,28 +138,30 @@ def _fit_scale_to_usage(usage: float, ratio: float, limit: float) -> tuple[float
 
 def estimate_demand(cpu: CpuStats, limit: int | None) -> DemandEstimate:
     """Fit the demand model to one container's counters under its current quota ``limit``."""
+    active = cpu.active_period_ratio or 1.0
     usage = float(max(cpu.usage_cores.mean_or_median, 1))
     ratio = cpu.throttled_period_ratio
     if limit is None or ratio < MIN_THROTTLE_RATIO:
-        # Nothing censored the usage: assume an exponential per-period demand with the
-        # observed mean (coefficient of variation 1, a bursty, memoryless load).
-        model = DemandModel(log_level=0.0, scale=usage, fit=FIT_UNTHROTTLED)
+        # Nothing censored the usage: assume an exponential demand per active period with
+        # the observed mean (coefficient of variation 1, a bursty, memoryless load).
+        model = DemandModel(log_level=0.0, scale=usage / active, fit=FIT_UNTHROTTLED)
         return DemandEstimate(model, usage, 0.0, ("usage",))
     quota = float(limit)
-    # Every throttled period used its whole quota, so the mean usage is at least r·L;
-    # counters that say less come from kernels that strand quota on idle CPUs.
-    usage = min(max(usage, ratio * quota * 1.001), quota * 0.999)
+    # Every throttled period used its whole quota, so the mean usage of an active period
+    # is at least r·L; counters that say less come from kernels that strand quota on
+    # idle CPUs.
+    usage_active = min(max(usage / active, ratio * quota * 1.001), quota * 0.999)
     unmet = cpu.throttled_seconds_per_second
     signals: tuple[str, ...]
     if unmet is not None and unmet > 0:
-        scale = max(unmet / ratio, 1.0)
+        scale = max(unmet / (active * ratio), 1.0)
         fit, signals = FIT_THROTTLED_SECONDS, ("usage", "throttled-periods", "throttled-seconds")
     else:
-        scale, capped = _fit_scale_to_usage(usage, ratio, quota)
+        scale, capped = _fit_scale_to_usage(usage_active, ratio, quota)
         fit = FIT_THROTTLED_PERIODS_CAPPED if capped else FIT_THROTTLED_PERIODS
         signals = ("usage", "throttled-periods")
     model = DemandModel(log_level=math.log(ratio) + quota / scale, scale=scale, fit=fit)
-    return DemandEstimate(model, usage, ratio * scale, signals)
+    return DemandEstimate(model, usage_active * active, active * ratio * scale, signals)
 
 
 def effective_burst(model: DemandModel, limit: float, burst: float, demand_mean: float) -> float:

@@ -90,6 +90,10 @@ class CpuStats(FrozenApiModel):
     window_seconds: int = Field(gt=0)
     step_seconds: int = Field(default=300, gt=0)
     cfs_period_us: int | None = Field(default=None, ge=1000, le=1_000_000)
+    # The kernel counts a CFS period only while the cgroup has runnable work, so the
+    # throttled ratio is a fraction of *active* periods: periods counted × period /
+    # window. Unknown → 1 (every period active), which makes the estimate err high.
+    active_period_ratio: float | None = Field(default=None, gt=0.0, le=1.0)
 
 
 class RssBytes(FrozenApiModel):
