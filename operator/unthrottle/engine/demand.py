@@ -16,12 +16,14 @@ the parameters:
   r = P(D > L) = A·exp(-L/β). The kernel counts only *active* periods (those with
   runnable work), so D is the demand of an active period and the mean usage of an active
   period is the wall-clock mean divided by the active fraction f;
-* with ``container_cpu_cfs_throttled_seconds_total`` the unmet demand per second,
-  s = E[(D − L)⁺] = r·β, gives β = s / r directly;
-* without it (a default kube-prometheus-stack install), β is the one value for which the
-  model's mean usage E[min(D, L)] equals the observed mean usage u; that function of β is
-  monotone, so a bisection finds it. β is capped at L when the counters cannot tell
-  (every period throttled, usage pinned at the limit).
+* β is the one value for which the model's mean usage E[min(D, L)] equals the observed
+  mean usage u; that function of β is monotone, so a bisection finds it. When the
+  counters cannot tell (every period throttled, usage pinned at the limit) β is capped
+  at L;
+* ``container_cpu_cfs_throttled_seconds_total`` (absent in a default kube-prometheus-stack
+  install) bounds β from above: each runqueue with runnable work stalls until the period
+  ends, so throttled time per throttled period is (w − L) for w runnable threads, the
+  most CPU the turned-away work could have used. β ≤ s / (f·r) tightens the fit.
 
 From the fitted model follow the projected throttle ratio at any new limit L′ and burst
 allowance b: P(D > L′ + b_eff), and the limit that meets a target τ. Worked numbers are in
@@ -38,6 +40,7 @@ from unthrottle.model.stats import CpuStats
 
 __all__ = [
     "FIT_THROTTLED_PERIODS",
+    "FIT_THROTTLED_PERIODS_CAPPED",
     "FIT_THROTTLED_SECONDS",
     "FIT_UNTHROTTLED",
     "MIN_THROTTLE_RATIO",
@@ -60,7 +63,7 @@ _SCALE_CAP_OF_LIMIT = 1.0
 _BISECTION_STEPS = 100
 
 FIT_UNTHROTTLED = "unthrottled: exponential with the mean usage"
-FIT_THROTTLED_SECONDS = "throttled seconds: scale = unmet demand / throttled ratio"
+FIT_THROTTLED_SECONDS = "throttled periods: scale bounded by throttled seconds"
 FIT_THROTTLED_PERIODS = "throttled periods: scale fitted to mean usage at the quota"
 FIT_THROTTLED_PERIODS_CAPPED = "throttled periods: scale capped at the quota"
 
@@ -151,15 +154,16 @@ def estimate_demand(cpu: CpuStats, limit: int | None) -> DemandEstimate:
     # is at least r·L; counters that say less come from kernels that strand quota on
     # idle CPUs.
     usage_active = min(max(usage / active, ratio * quota * 1.001), quota * 0.999)
-    unmet = cpu.throttled_seconds_per_second
-    signals: tuple[str, ...]
-    if unmet is not None and unmet > 0:
-        scale = max(unmet / (active * ratio), 1.0)
-        fit, signals = FIT_THROTTLED_SECONDS, ("usage", "throttled-periods", "throttled-seconds")
-    else:
-        scale, capped = _fit_scale_to_usage(usage_active, ratio, quota)
-        fit = FIT_THROTTLED_PERIODS_CAPPED if capped else FIT_THROTTLED_PERIODS
-        signals = ("usage", "throttled-periods")
+    scale, capped = _fit_scale_to_usage(usage_active, ratio, quota)
+    fit = FIT_THROTTLED_PERIODS_CAPPED if capped else FIT_THROTTLED_PERIODS
+    signals: tuple[str, ...] = ("usage", "throttled-periods")
+    stalled = cpu.throttled_seconds_per_second
+    if stalled is not None:
+        signals += ("throttled-seconds",)
+        # Throttled time per throttled period: the CPU the stalled threads could have used.
+        bound = max(stalled / (active * ratio), 1.0)
+        if bound < scale:
+            scale, fit = bound, FIT_THROTTLED_SECONDS
     model = DemandModel(log_level=math.log(ratio) + quota / scale, scale=scale, fit=fit)
     return DemandEstimate(model, usage_active * active, active * ratio * scale, signals)
 

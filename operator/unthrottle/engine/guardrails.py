@@ -69,8 +69,14 @@ def relative_change(current: int | None, recommended: int | None) -> float:
 
 
 def is_worth_rollout(pairs: Iterable[tuple[int | None, int | None]], patch: PatchPolicy) -> bool:
-    """Hysteresis: roll out only when some value moves by at least ``patch.minChange``."""
-    return any(relative_change(current, new) >= patch.min_change for current, new in pairs)
+    """Hysteresis: roll out only when some value moves by at least ``patch.minChange``.
+
+    A value that does not move never counts, even with ``minChange: 0``.
+    """
+    return any(
+        current != new and relative_change(current, new) >= patch.min_change
+        for current, new in pairs
+    )
 
 
 def apply_step_limit(current: int | None, recommended: int, patch: PatchPolicy) -> int:
@@ -79,7 +85,7 @@ def apply_step_limit(current: int | None, recommended: int, patch: PatchPolicy) 
     Example: current 300m, recommended 1080m, maxStepUp 2 → 600m this time; the next pass,
     measuring at 600m, takes the rest of the way if it is still needed.
     """
-    if current is None:
+    if not current:  # no value, or 0 (a multiple of 0 is no step): nothing to step from
         return recommended
     highest = math.floor(current * patch.max_step_up)
     lowest = math.ceil(current * patch.max_step_down)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from unthrottle.engine.burst import burst_cores, recommend_burst_us
 from unthrottle.engine.demand import (
+    FIT_THROTTLED_PERIODS_CAPPED,
+    FIT_THROTTLED_SECONDS,
     FIT_UNTHROTTLED,
     DemandEstimate,
     estimate_demand,
@@ -178,11 +180,10 @@ def _describe_data(stats: ContainerStats, estimate: DemandEstimate) -> str:
             f"No throttling ({cpu.throttled_period_ratio:.1%} of periods): {seen}; demand is usage."
         )
     limit = stats.container.cpu_limit or 0
-    how = (
-        "throttled seconds put"
-        if "throttled-seconds" in estimate.signals
-        else "the demand model fitted to usage at the quota puts"
-    )
+    how = {
+        FIT_THROTTLED_SECONDS: "throttled seconds bound",
+        FIT_THROTTLED_PERIODS_CAPPED: "the counters cannot see past the quota, so the model caps",
+    }.get(estimate.model.fit, "the demand model fitted to usage at the quota puts")
     return (
         f"Throttled in {cpu.throttled_period_ratio:.1%} of CFS periods at a "
         f"{describe_millicores(limit)} limit ({seen}); {how} the mean excess of a throttled "
