@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from itertools import islice
 
 from unthrottle.model.stats import ContainerStats
@@ -24,7 +25,7 @@ __all__ = ["least_squares_slope", "nearest_rank", "scenario_stats"]
 US_PER_SECOND = 1_000_000
 
 
-def nearest_rank(sorted_values: list[float], quantile: float) -> float:
+def nearest_rank(sorted_values: Sequence[float], quantile: float) -> float:
     """The nearest-rank percentile of an ascending list (``quantile`` in [0, 1])."""
     if not sorted_values:
         raise ValueError("no values")
