@@ -1,0 +1,407 @@
+"""The Prometheus source against a real Prometheus holding simulated cluster data.
+
+One Prometheus serves every data set, told apart by a ``cluster`` label (the extra matcher
+the source adds to every selector):
+
+- ``prod``: the named scenarios, a fleet of 50 Deployments (one per namespace
+  ``team-00`` … ``team-49``) and a Deployment rolled out mid-window (two ReplicaSets);
+  data shape "default" (no throttled seconds, no ``container_spec_*``).
+- ``staging``: the named scenarios again, with one more replica and other seeds: it must
+  never leak into ``prod``.
+- ``full``: the named scenarios in the "full" shape.
+- ``noksm``: the named scenarios without any kube-state-metrics series.
+
+Two hours at 30 s steps ending at a fixed time; every query is evaluated at that end.
+Expected numbers come from the rendered OpenMetrics text itself (the counters the source
+must reproduce) and, loosely, from the simulator's own totals.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+
+import pytest
+from tests.harness import prometheus as harness
+from tests.harness.prometheus import PrometheusFactory, PrometheusServer, free_port
+
+from unthrottle.model.stats import ContainerStats
+from unthrottle.model.workload import WorkloadStats
+from unthrottle.sim.openmetrics import iter_openmetrics, render_openmetrics, replicaset_name
+from unthrottle.sim.scenarios import Scenario, all_scenarios, fleet, scenario
+from unthrottle.sources.prometheus import (
+    KSM_SERIES,
+    SPEC_PERIOD,
+    THROTTLED_SECONDS,
+    FetchResult,
+    PrometheusConfig,
+    PrometheusError,
+    PrometheusSource,
+)
+
+pytestmark = pytest.mark.integration
+
+END_S = 1_700_002_800  # a multiple of every step used, so subquery steps line up
+HOURS = 2
+START_MS = (END_S - HOURS * 3600) * 1000
+END_MS = END_S * 1000
+MID_MS = (START_MS + END_MS) // 2
+STEP_MS = 30_000
+WINDOW = f"{HOURS}h"
+OLD_REPLICASET = "web-5d4c3b2a19"
+
+
+def _rollout() -> tuple[Scenario, Scenario]:
+    old = scenario("quota-bound").with_changes(
+        name="rollout", namespace="rollout", deployment="web", replicas=2
+    )
+    return old, old.with_changes(cpu_limit_m=600, seed=old.seed + 1)
+
+
+def _staging(items: Iterable[Scenario]) -> list[Scenario]:
+    return [s.with_changes(replicas=s.replicas + 1, seed=s.seed + 7) for s in items]
+
+
+def _without_ksm(chunks: Iterable[str]) -> Iterator[str]:
+    for chunk in chunks:
+        if not chunk.startswith(("kube_", "# HELP kube_")):
+            yield chunk
+
+
+@dataclass
+class Data:
+    server: PrometheusServer
+    prod_text: str
+
+    @cached_property
+    def prod(self) -> FetchResult:
+        """The whole ``prod`` cluster over the window (computed once)."""
+        return self.fetch()
+
+    @cached_property
+    def prod_bounds(self) -> dict[str, dict[tuple[str, str, str], tuple[float, float]]]:
+        return {
+            metric: _series_bounds(self.prod_text, metric)
+            for metric in (
+                "container_cpu_usage_seconds_total",
+                "container_cpu_cfs_periods_total",
+                "container_cpu_cfs_throttled_periods_total",
+            )
+        }
+
+    def source(self, cluster: str | None = "prod", **config: object) -> PrometheusSource:
+        matchers = {} if cluster is None else {"cluster": cluster}
+        return PrometheusSource(
+            PrometheusConfig(url=self.server.url, extra_matchers=matchers, **config)  # type: ignore[arg-type]
+        )
+
+    def fetch(self, cluster: str | None = "prod", **kwargs: object) -> FetchResult:
+        window = kwargs.pop("window", WINDOW)
+        with self.source(cluster) as source:
+            return source.fetch(window, end=END_S, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def data(prometheus_factory: PrometheusFactory) -> Data:
+    named = all_scenarios()
+    old, new = _rollout()
+
+    def render(items: Iterable[Scenario], cluster: str, shape: str = "default") -> Iterator[str]:
+        return iter_openmetrics(
+            list(items),
+            START_MS,
+            END_MS,
+            step_ms=STEP_MS,
+            shape=shape,  # type: ignore[arg-type]
+            extra_labels={"cluster": cluster},
+        )
+
+    prod_text = "".join(render(named, "prod"))
+    old_text = render_openmetrics(
+        old, START_MS, MID_MS, step_ms=STEP_MS, extra_labels={"cluster": "prod"}
+    ).replace(replicaset_name(old), OLD_REPLICASET)
+    files = {
+        "prod.om": [prod_text],
+        "prod-fleet.om": render(fleet(50, seed=3), "prod"),
+        "prod-rollout-old.om": [old_text],
+        "prod-rollout-new.om": iter_openmetrics(
+            new, MID_MS, END_MS, step_ms=STEP_MS, extra_labels={"cluster": "prod"}
+        ),
+        "staging.om": render(_staging(named), "staging"),
+        "full.om": render(named, "full", shape="full"),
+        "noksm.om": _without_ksm(render(named, "noksm")),
+    }
+    return Data(prometheus_factory("source-clusters", files), prod_text)
+
+
+# -- ground truth from the rendered text ------------------------------------------------
+
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def _series_bounds(text: str, metric: str) -> dict[tuple[str, str, str], tuple[float, float]]:
+    """(namespace, pod, container) → (first value, last value) of ``metric``'s samples."""
+    out: dict[tuple[str, str, str], tuple[float, float]] = {}
+    prefix = metric + "{"
+    for line in text.splitlines():
+        if not line.startswith(prefix):
+            continue
+        labels_text, value, _ = line[len(prefix) :].rsplit(" ", 2)
+        labels = dict(_LABEL.findall(labels_text))
+        key = (labels["namespace"], labels["pod"], labels["container"])
+        number = float(value)
+        first = out.get(key, (number, number))[0]
+        out[key] = (first, number)
+    return out
+
+
+def _series_max(text: str, metric: str) -> dict[tuple[str, str, str], float]:
+    out: dict[tuple[str, str, str], float] = defaultdict(float)
+    prefix = metric + "{"
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            labels_text, value, _ = line[len(prefix) :].rsplit(" ", 2)
+            labels = dict(_LABEL.findall(labels_text))
+            key = (labels["namespace"], labels["pod"], labels["container"])
+            out[key] = max(out[key], float(value))
+    return out
+
+
+def _of(key: tuple[str, str, str], item: Scenario) -> bool:
+    namespace, pod, container = key
+    return (namespace, container) == (item.namespace, item.container) and pod.startswith(
+        item.deployment + "-"
+    )
+
+
+def _increase(bounds: dict[tuple[str, str, str], tuple[float, float]], item: Scenario) -> float:
+    return sum(last - first for key, (first, last) in bounds.items() if _of(key, item))
+
+
+def _workload(result: FetchResult, namespace: str, name: str) -> WorkloadStats:
+    found = [w for w in result.workloads if (w.ref.namespace, w.ref.name) == (namespace, name)]
+    assert len(found) == 1, f"{namespace}/{name}: {[str(w.ref) for w in result.workloads]}"
+    return found[0]
+
+
+def _only(workload: WorkloadStats) -> ContainerStats:
+    assert len(workload.containers) == 1, [c.container.name for c in workload.containers]
+    return workload.containers[0]
+
+
+# -- batching ------------------------------------------------------------------------------
+
+
+def test_query_count_does_not_grow_with_deployments(data: Data) -> None:
+    two = data.fetch(namespaces=["team-00", "team-01"])
+    fifty = data.fetch(namespaces=[f"team-{i:02d}" for i in range(50)])
+    everything = data.fetch()
+    assert len(two.workloads) == 2
+    assert len(fifty.workloads) == 50
+    assert two.queries == fifty.queries == everything.queries
+    assert two.queries <= 16
+    assert everything.chunks == 1
+
+
+def test_chunking_by_namespace_keeps_every_workload(data: Data) -> None:
+    with data.source(max_series_per_query=20) as source:
+        chunked = source.fetch(WINDOW, end=END_S)
+    whole = data.fetch()
+    assert chunked.chunks > 1
+    assert chunked.queries == 1 + 5 * chunked.chunks
+    assert [w.ref for w in chunked.workloads] == [w.ref for w in whole.workloads]
+    assert chunked.workloads == whole.workloads
+
+
+# -- the statistics --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("item", all_scenarios(), ids=lambda s: s.name)
+def test_throttle_ratio_is_the_simulated_ratio(data: Data, item: Scenario) -> None:
+    stats = _only(_workload(data.prod, item.namespace, item.deployment))
+    periods = _increase(data.prod_bounds["container_cpu_cfs_periods_total"], item)
+    throttled = _increase(data.prod_bounds["container_cpu_cfs_throttled_periods_total"], item)
+    # Exactly the counters' increase over the window, pooled over the pods ...
+    assert stats.cpu.throttled_period_ratio == pytest.approx(throttled / periods, abs=1e-9)
+    # ... and close to the simulator's own totals (which include the first scrape step,
+    # before the window's first sample, and a start-up transient there).
+    simulated = [item.simulate(HOURS * 3600, pod_index=i) for i in range(item.replicas)]
+    expected = sum(s.nr_throttled for s in simulated) / sum(s.nr_periods for s in simulated)
+    assert stats.cpu.throttled_period_ratio == pytest.approx(expected, abs=0.03)
+
+
+def test_pause_container_and_pod_cgroup_are_not_counted(data: Data) -> None:
+    result = data.prod
+    usage = data.prod_bounds["container_cpu_usage_seconds_total"]
+    rss = _series_max(data.prod_text, "container_memory_rss")
+    seconds = (END_MS - START_MS - STEP_MS) / 1000
+    for item in all_scenarios():
+        workload = _workload(result, item.namespace, item.deployment)
+        assert workload.pods == item.replicas
+        stats = _only(workload)
+        assert stats.container.name == item.container
+        # The mean usage is the application container's alone (the pod-level cgroup's
+        # is the same plus the pause container: counting it would double it).
+        app_cores = _increase(usage, item) / seconds / item.replicas
+        assert stats.cpu.usage_cores.mean is not None
+        assert stats.cpu.usage_cores.mean / 1000 == pytest.approx(app_cores, rel=0.05, abs=0.003)
+        assert stats.memory is not None
+        app_rss = max(v for key, v in rss.items() if _of(key, item))
+        assert stats.memory.rss_bytes.max == app_rss
+
+
+def test_rollout_mid_window_is_one_workload(data: Data) -> None:
+    old, new = _rollout()
+    workload = _workload(data.fetch(namespaces=["rollout"]), "rollout", "web")
+    assert workload.pods == old.replicas + new.replicas
+    stats = _only(workload)
+    # Current resources come from the newest pods, the ReplicaSet rolled out last.
+    assert stats.container.cpu_limit == 600
+    # Each half was covered by a ReplicaSet, so together they cover the whole window.
+    steps = HOURS * 3600 // 30
+    assert steps - 6 <= stats.cpu.samples <= steps
+
+
+def test_default_shape_has_no_throttled_seconds(data: Data) -> None:
+    result = data.prod
+    assert THROTTLED_SECONDS not in result.optional_series
+    assert SPEC_PERIOD not in result.optional_series
+    assert result.missing_series == frozenset()
+    for workload in result.workloads:
+        for stats in workload.containers:
+            assert stats.cpu.throttled_seconds_per_second is None
+            assert stats.cpu.cfs_period_us is None
+
+
+def test_full_shape_has_throttled_seconds(data: Data) -> None:
+    result = data.fetch("full")
+    assert {THROTTLED_SECONDS, SPEC_PERIOD} <= result.optional_series
+    assert result.missing_series == frozenset()
+    for item in all_scenarios():
+        stats = _only(_workload(result, item.namespace, item.deployment))
+        assert stats.cpu.cfs_period_us == item.period_us
+        assert stats.cpu.throttled_seconds_per_second is not None
+        assert stats.cpu.active_period_ratio is not None
+        assert 0 < stats.cpu.active_period_ratio <= 1
+        # The wall-clock rate of throttled time, as the simulator counted it.
+        simulated = [item.simulate(HOURS * 3600, pod_index=i) for i in range(item.replicas)]
+        unmet = sum(s.throttled_time_us for s in simulated) / 1e6 / (HOURS * 3600 * item.replicas)
+        assert stats.cpu.throttled_seconds_per_second / 1000 == pytest.approx(
+            unmet, rel=0.1, abs=0.002
+        )
+
+
+def test_other_cluster_is_excluded_by_the_extra_matcher(data: Data) -> None:
+    prod = data.prod
+    staging = data.fetch("staging")
+    for item in all_scenarios():
+        assert _workload(prod, item.namespace, item.deployment).pods == item.replicas
+        assert _workload(staging, item.namespace, item.deployment).pods == item.replicas + 1
+    assert not any(w.ref.namespace.startswith("team-") for w in staging.workloads)
+
+
+def test_job_matchers_per_family(data: Data) -> None:
+    with data.source(
+        cadvisor_matchers={"job": "kubelet"},
+        kube_state_metrics_matchers={"job": "kube-state-metrics"},
+    ) as source:
+        result = source.fetch(WINDOW, end=END_S, namespaces=["shop"])
+    assert result.workloads == data.fetch(namespaces=["shop"]).workloads
+    assert len(result.workloads) == 2
+
+
+def test_memory_statistics(data: Data) -> None:
+    result = data.prod
+    oom = _only(_workload(result, "media", "thumbnailer"))
+    assert oom.memory is not None and oom.memory.oom_kills >= 1
+    growth = _only(_workload(result, "billing", "invoicer"))
+    assert growth.memory is not None
+    assert growth.memory.rss_slope_bytes_per_second is not None
+    assert growth.memory.rss_slope_bytes_per_second > 0
+    assert growth.memory.working_set_bytes is not None
+    assert growth.memory.working_set_bytes.max >= growth.memory.rss_bytes.max
+    healthy = _only(_workload(result, "web", "frontend"))
+    assert healthy.memory is not None and healthy.memory.oom_kills == 0
+    expected = scenario("healthy")
+    assert healthy.container.cpu_request == expected.cpu_request_m
+    assert healthy.container.cpu_limit == expected.cpu_limit_m
+    assert healthy.container.memory_request == expected.memory_request_bytes
+    assert healthy.container.memory_limit == expected.memory_limit_bytes
+
+
+def test_five_minute_window(data: Data) -> None:
+    result = data.fetch(window="5m")
+    assert result.resolution.step_seconds == 30
+    assert result.resolution.rate_seconds == 120
+    assert len(result.workloads) == len(all_scenarios()) + 51
+    for workload in result.workloads:
+        for stats in workload.containers:
+            assert 1 <= stats.cpu.samples <= 10
+            assert stats.cpu.window_seconds == 300
+
+
+def test_hostile_namespace_names_match_nothing(data: Data) -> None:
+    result = data.fetch(namespaces=[".*", 'shop"}', "a\\b\nc", "shop|web"])
+    assert result.workloads == ()
+    assert result.dropped_values == 0
+
+
+def test_no_kube_state_metrics_reports_missing_series(data: Data) -> None:
+    result = data.fetch("noksm")
+    assert set(KSM_SERIES) <= result.missing_series
+    assert not any(name.startswith("container_") for name in result.missing_series)
+    assert result.workloads == ()
+
+
+def test_owners_from_the_api_server_replace_kube_state_metrics(data: Data) -> None:
+    owners = {(s.namespace, replicaset_name(s)): s.deployment for s in all_scenarios()}
+    with data.source("noksm") as source:
+        result = source.fetch(WINDOW, end=END_S, replicaset_owners=owners)
+    assert set(KSM_SERIES) <= result.missing_series
+    for item in all_scenarios():
+        workload = _workload(result, item.namespace, item.deployment)
+        assert workload.pods == item.replicas
+        stats = _only(workload)
+        assert stats.container.cpu_limit is None  # only kube-state-metrics knows it
+        expected = _only(_workload(data.prod, item.namespace, item.deployment))
+        assert stats.cpu.throttled_period_ratio == expected.cpu.throttled_period_ratio
+
+
+# -- failures -------------------------------------------------------------------------------
+
+
+def test_unreachable_prometheus_fails_fast_naming_the_url() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    config = PrometheusConfig(url=url, retries=2, timeout_seconds=2, bearer_token="s3cret")
+    started = time.monotonic()
+    with PrometheusSource(config) as source, pytest.raises(PrometheusError) as caught:
+        source.fetch("5m", end=END_S)
+    assert time.monotonic() - started < 10
+    assert url in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+    assert source.queries_made == 3
+    with PrometheusSource(config) as source, pytest.raises(PrometheusError):
+        source.build_info()
+
+
+def test_build_info_is_the_health_check(data: Data) -> None:
+    with data.source() as source:
+        info = source.build_info()
+    assert info["version"].startswith("2.")
+    assert math.isfinite(float(info["version"].split(".")[1]))
+
+
+def test_fractional_timeout_is_understood(data: Data) -> None:
+    with data.source(timeout_seconds=7.5) as source:
+        assert source.query("vector(1)", END_S).rows[0][1] == "1"
+
+
+def test_harness_names_a_missing_binary(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(harness, "PROMTOOL", harness.Path("/nonexistent/promtool"))
+    with pytest.raises(harness.HarnessError, match=r"/nonexistent/promtool.*apt-get install"):
+        harness.require_binaries()

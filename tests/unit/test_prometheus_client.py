@@ -1,0 +1,225 @@
+"""The Prometheus source's HTTP behaviour under faults, against a scripted HTTP server.
+
+The server is a few lines of ``http.server`` on loopback that answers each request from a
+script (status, content type, body, delay) and records what it received: what a proxy, a
+login page, an overloaded or a partial-answering Prometheus would do. The real Prometheus
+is in tests/integration.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+
+from unthrottle.sources.prometheus import (
+    REQUIRED_SERIES,
+    PrometheusConfig,
+    PrometheusError,
+    PrometheusSource,
+)
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    body: str = ""
+    content_type: str = "application/json"
+    delay: float = 0.0
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    form: dict[str, str]
+
+
+def vector(rows: list[tuple[dict[str, str], str]], **extra: Any) -> Answer:
+    result = [{"metric": labels, "value": [1700000000, value]} for labels, value in rows]
+    body = {"status": "success", "data": {"resultType": "vector", "result": result}, **extra}
+    return Answer(body=json.dumps(body))
+
+
+def error(status: int, error_type: str, message: str) -> Answer:
+    body = {"status": "error", "errorType": error_type, "error": message}
+    return Answer(status=status, body=json.dumps(body))
+
+
+@dataclass
+class FakePrometheus:
+    script: Callable[[int, Seen], Answer]
+    seen: list[Seen] = field(default_factory=list)
+    url: str = ""
+
+
+@pytest.fixture
+def fake() -> Iterator[Callable[[Callable[[int, Seen], Answer]], FakePrometheus]]:
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(script: Callable[[int, Seen], Answer]) -> FakePrometheus:
+        state = FakePrometheus(script)
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode() if length else ""
+                form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+                seen = Seen(self.command, self.path, dict(self.headers.items()), form)
+                state.seen.append(seen)
+                answer = state.script(len(state.seen) - 1, seen)
+                time.sleep(answer.delay)
+                payload = answer.body.encode()
+                try:
+                    self.send_response(answer.status)
+                    self.send_header("Content-Type", answer.content_type)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
+
+            do_GET = _answer  # noqa: N815 - http.server's naming
+            do_POST = _answer  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        state.url = f"http://127.0.0.1:{server.server_address[1]}"
+        return state
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def source(url: str, **config: Any) -> PrometheusSource:
+    config.setdefault("retries", 2)
+    config.setdefault("timeout_seconds", 5)
+    return PrometheusSource(PrometheusConfig(url=url, **config))
+
+
+def test_login_page_is_not_an_answer(fake: Any) -> None:
+    server = fake(lambda i, s: Answer(body="<html>Sign in</html>", content_type="text/html"))
+    with source(server.url) as src, pytest.raises(PrometheusError, match="text/html") as caught:
+        src.query("up", 1700000000)
+    assert server.url in str(caught.value)
+    assert len(server.seen) == 1
+
+
+def test_unavailable_is_retried_a_bounded_number_of_times(fake: Any) -> None:
+    server = fake(lambda i, s: Answer(status=503, body="overloaded", content_type="text/plain"))
+    with source(server.url) as src, pytest.raises(PrometheusError, match="3 attempts"):
+        src.query("up", 1700000000)
+    assert len(server.seen) == 3
+
+
+def test_a_retry_can_succeed(fake: Any) -> None:
+    server = fake(lambda i, s: error(502, "unavailable", "bad gateway") if i == 0 else vector([]))
+    with source(server.url) as src:
+        assert src.query("up", 1700000000).rows == ()
+    assert len(server.seen) == 2
+
+
+@pytest.mark.parametrize(
+    ("answer", "match"),
+    [
+        (error(503, "timeout", "query timed out in expression evaluation"), "timeout"),
+        (error(422, "execution", "query processing would load too many samples"), "too many"),
+        (error(400, "bad_data", "parse error"), "parse error"),
+    ],
+)
+def test_errors_that_a_retry_cannot_fix_are_not_retried(
+    fake: Any, answer: Answer, match: str
+) -> None:
+    server = fake(lambda i, s: answer)
+    with source(server.url) as src, pytest.raises(PrometheusError, match=match):
+        src.query("up", 1700000000)
+    assert len(server.seen) == 1
+
+
+def test_read_timeout_is_not_retried(fake: Any) -> None:
+    server = fake(lambda i, s: Answer(body=json.dumps({"status": "success"}), delay=1.5))
+    started = time.monotonic()
+    with (
+        source(server.url, timeout_seconds=0.3) as src,
+        pytest.raises(PrometheusError, match=r"no answer within 0\.3s"),
+    ):
+        src.query("up", 1700000000)
+    assert time.monotonic() - started < 1.2
+    assert len(server.seen) == 1
+
+
+def test_secrets_never_reach_a_message(fake: Any) -> None:
+    def echo(i: int, seen: Seen) -> Answer:
+        return error(400, "bad_data", f"refused {seen.headers.get('Authorization')}")
+
+    server = fake(echo)
+    with source(server.url, bearer_token="tok3n") as src, pytest.raises(PrometheusError) as caught:
+        src.query("up", 1700000000)
+    assert server.seen[0].headers["Authorization"] == "Bearer tok3n"
+    assert "tok3n" not in str(caught.value)
+    assert "***" in str(caught.value)
+
+
+def test_basic_auth_and_the_query_form(fake: Any) -> None:
+    server = fake(lambda i, s: vector([]))
+    with source(server.url, username="me", password="pa55", collect_stats=True) as src:
+        src.query('up{job="x"}', 1700000000.5)
+    seen = server.seen[0]
+    assert seen.method == "POST" and seen.path == "/api/v1/query"
+    assert seen.headers["Authorization"] == "Basic " + base64.b64encode(b"me:pa55").decode()
+    assert seen.form == {
+        "query": 'up{job="x"}',
+        "time": "1700000000.500",
+        "timeout": "5",
+        "stats": "all",
+    }
+
+
+def test_build_info(fake: Any) -> None:
+    body = {"status": "success", "data": {"version": "2.42.0", "revision": "abc"}}
+    server = fake(lambda i, s: Answer(body=json.dumps(body)))
+    with source(server.url) as src:
+        assert src.build_info()["version"] == "2.42.0"
+    assert server.seen[0].method == "GET"
+    assert server.seen[0].path == "/api/v1/status/buildinfo"
+
+
+def test_partial_answers_and_bad_values(fake: Any) -> None:
+    rows = [
+        ({"unthrottle_stat": "p50", "namespace": "a", "pod": "p", "container": "c"}, "NaN"),
+        ({"unthrottle_stat": "p95", "namespace": "a", "pod": "p", "container": "c"}, "+Inf"),
+        ({"unthrottle_stat": "periods", "namespace": "a", "pod": "p", "container": "c"}, "-1"),
+        ({"unthrottle_stat": "rss_slope", "namespace": "a", "pod": "p", "container": "c"}, "-5"),
+    ]
+    server = fake(lambda i, s: vector(rows, warnings=["store eu-1 unavailable"]))
+    with source(server.url) as src:
+        result = src.fetch("1h", end=1700000000)
+    assert result.queries == 6 == len(server.seen)
+    assert result.dropped_values == 3 * 6
+    assert result.partial
+    assert all("store eu-1 unavailable" in w for w in result.warnings)
+    assert result.workloads == ()
+    assert set(REQUIRED_SERIES) == result.missing_series
+
+
+def test_malformed_vector_is_an_error(fake: Any) -> None:
+    body = {"status": "success", "data": {"resultType": "matrix", "result": []}}
+    server = fake(lambda i, s: Answer(body=json.dumps(body)))
+    with source(server.url) as src, pytest.raises(PrometheusError, match="vector"):
+        src.query("up[5m]", 1700000000)
