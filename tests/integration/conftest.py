@@ -8,18 +8,11 @@ them, with a message saying how to install them.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-# The harness lives in tests/harness; pytest puts only this directory on sys.path.
-_ROOT = Path(__file__).resolve().parents[2]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from tests.harness.prometheus import (  # noqa: E402
+from unthrottle.sandbox.prometheus import (
     HarnessError,
     PrometheusFactory,
     require_binaries,

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import pytest
-from tests.harness import prometheus as harness
-from tests.harness.prometheus import PrometheusFactory, PrometheusServer, free_port
 
 from unthrottle.model.stats import ContainerStats
 from unthrottle.model.workload import WorkloadStats
+from unthrottle.sandbox import prometheus as harness
+from unthrottle.sandbox.prometheus import PrometheusFactory, PrometheusServer, free_port
 from unthrottle.sim.openmetrics import iter_openmetrics, render_openmetrics, replicaset_name
 from unthrottle.sim.scenarios import Scenario, all_scenarios, fleet, scenario
 from unthrottle.sources.prometheus import (

@@ -1,9 +1,9 @@
-"""A real Prometheus for the tests: backfilled with OpenMetrics, served on loopback.
+"""A real Prometheus on loopback, backfilled with OpenMetrics: for the demo and the tests.
 
 This module owns starting and stopping Debian's ``prometheus`` with data written by
 ``promtool tsdb create-blocks-from openmetrics``. It installs nothing: ``scripts/test``
-installs the ``prometheus`` package (which ships ``promtool``) before pytest runs, and a
-missing binary is a :class:`HarnessError` that says so.
+and ``scripts/demo`` install the ``prometheus`` package (which ships ``promtool``)
+first, and a missing binary is a :class:`HarnessError` that says so.
 
 Facts it is built on (Prometheus 2.42):
 
