@@ -291,7 +291,8 @@ def test_oom_killed_sizes_from_the_limit() -> None:
 
 
 def test_memory_growth_is_diagnosed() -> None:
-    # 100 B/s × 604 800 s = 60.5 MB ≥ 25% of the 200 MB maximum.
+    # 100 B/s × 7 days (604 800 s) = 60.5 MB ≥ 25% of the 200 MB maximum; 80 B/s gives
+    # 48.4 MB, under the 50 MB that 25% is.
     s = stats(
         {},
         STEADY,
@@ -299,6 +300,13 @@ def test_memory_growth_is_diagnosed() -> None:
         memory={"rssBytes": {"p99": 190e6, "max": 200e6}, "rssSlopeBytesPerSecond": 100.0},
     )
     assert Diagnosis.MEMORY_GROWTH in recommended(s, policy()).diagnosis
+    slow = stats(
+        {},
+        STEADY,
+        0.0,
+        memory={"rssBytes": {"p99": 190e6, "max": 200e6}, "rssSlopeBytesPerSecond": 80.0},
+    )
+    assert Diagnosis.MEMORY_GROWTH not in recommended(slow, policy()).diagnosis
     flat = stats({}, STEADY, 0.0, memory={"rssBytes": {"p99": 190e6, "max": 200e6}})
     assert Diagnosis.MEMORY_GROWTH not in recommended(flat, policy()).diagnosis
 

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from unthrottle import __version__
-from unthrottle.cli import recommend
+from unthrottle.cli import demo, recommend, report
 
 __all__ = ["main"]
 
@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"unthrottle {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     recommend.register(commands)
+    report.register(commands)
+    demo.register(commands)
     return parser
 
 

@@ -17,10 +17,22 @@ class OutputFormat(StrEnum):
     TABLE = "table"
 
 
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """Columns padded to their widest cell, two spaces apart, like ``kubectl get``."""
+def render_table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], max_width: int | None = None
+) -> str:
+    """Columns padded to their widest cell, two spaces apart, like ``kubectl get``.
+
+    With ``max_width``, the first column (names) is shortened with "…" to fit.
+    """
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    excess = 0 if max_width is None else sum(widths) + 2 * (len(widths) - 1) - max_width
+    if excess > 0:
+        first = max(len(headers[0]), widths[0] - excess)
+        for row in cells:
+            if len(row[0]) > first:
+                row[0] = row[0][: first - 1] + "…"
+        widths[0] = max(len(row[0]) for row in cells)
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(line.rstrip() for line in lines) + "\n"
 

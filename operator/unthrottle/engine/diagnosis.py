@@ -5,12 +5,14 @@
 | diagnosis                 | trigger                                                        |
 |---------------------------|----------------------------------------------------------------|
 | quota-bound               | r > τ and usage p95 ≥ 90% of L (usage pinned at the limit)     |
-| micro-bursting            | r > τ and mean usage < 50% of L (throttled at a low average)   |
+| micro-bursting            | r > τ and not quota-bound: throttled within periods while the  |
+|                           | average stays below the limit                                  |
 | worker-oversubscription   | workers > max(1, L cores); or threads > max(1, L cores) and    |
 |                           | r > τ; or, concurrency unknown and usage not pinned at L,      |
 |                           | r > 0.3 and mean usage < 0.5 core (seed 001's GIL alert)       |
 | over-provisioned          | r ≤ τ and the recommended request < 50% of the current request |
-| memory-growth             | RSS slope × window ≥ 25% of max RSS                            |
+| memory-growth             | RSS slope × 7 days ≥ 25% of max RSS (a week at this rate adds  |
+|                           | a quarter) and slope × window ≥ 5% of it (a trend, not noise)  |
 | oom-killed                | at least one OOMKilled termination in the window               |
 | healthy                   | none of the above                                              |
 """
@@ -24,11 +26,12 @@ from unthrottle.model.stats import ContainerStats
 __all__ = ["diagnose"]
 
 QUOTA_BOUND_USAGE_OF_LIMIT = 0.9
-MICRO_BURST_USAGE_OF_LIMIT = 0.5
 GIL_RULE_THROTTLE = 0.3  # seed 001's PossibleGILContention alert: throttled > 0.3 ...
 GIL_RULE_USAGE_MILLICORES = 500  # ... while usage < 0.5 core
 OVER_PROVISIONED_FRACTION = 0.5
 MEMORY_GROWTH_OF_MAX = 0.25
+MEMORY_GROWTH_HORIZON_SECONDS = 7 * 86_400
+MEMORY_GROWTH_IN_WINDOW_OF_MAX = 0.05
 
 
 def _oversubscribed(stats: ContainerStats, workers: int | None, target: float) -> bool:
@@ -66,7 +69,7 @@ def diagnose(
     if limit is not None and ratio > target:
         if cpu.usage_cores.p95 >= QUOTA_BOUND_USAGE_OF_LIMIT * limit:
             found.append(Diagnosis.QUOTA_BOUND)
-        if cpu.usage_cores.mean_or_median < MICRO_BURST_USAGE_OF_LIMIT * limit:
+        else:
             found.append(Diagnosis.MICRO_BURSTING)
     if _oversubscribed(stats, workers, target):
         found.append(Diagnosis.WORKER_OVERSUBSCRIPTION)
@@ -83,7 +86,8 @@ def diagnose(
         if (
             slope is not None
             and slope > 0
-            and slope * cpu.window_seconds >= MEMORY_GROWTH_OF_MAX * memory.rss_bytes.max
+            and slope * MEMORY_GROWTH_HORIZON_SECONDS >= MEMORY_GROWTH_OF_MAX * memory.rss_bytes.max
+            and slope * cpu.window_seconds >= MEMORY_GROWTH_IN_WINDOW_OF_MAX * memory.rss_bytes.max
         ):
             found.append(Diagnosis.MEMORY_GROWTH)
         if memory.oom_kills > 0:

@@ -148,6 +148,10 @@ def _plan_cpu(
         notes.append(f"limit rounded up to {describe_millicores(limit)}: workers equal whole cores")
     if bounds.max_limit is not None and limit > bounds.max_limit:
         limit = bounds.max_limit
+        whole = limit - limit % MILLICORES_PER_CORE  # workers equal cores only when whole
+        floor = max(MILLICORES_PER_CORE, bounds.min_request, bounds.min_limit or 0)
+        if manage_workers and whole >= floor:
+            limit = whole
         notes.append(f"limit capped at cpu.maxLimit {describe_millicores(limit)}")
     if limit_policy is LimitPolicy.GUARANTEED:
         request = limit

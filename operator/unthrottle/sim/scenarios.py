@@ -223,8 +223,8 @@ def _all() -> tuple[Scenario, ...]:
             replicas=3,
             # Already right-sized: the production tier asks for p99 (≈ 0.21 cores) + 50%
             # ≈ 320m and a limit of 2x that, within the 10% hysteresis of these values.
-            cpu_request_m=300,
-            cpu_limit_m=600,
+            cpu_request_m=320,
+            cpu_limit_m=640,
             memory_request_bytes=400 * MI,
             memory_limit_bytes=400 * MI,
             web_concurrency=1,
@@ -235,7 +235,7 @@ def _all() -> tuple[Scenario, ...]:
             demand=poisson_requests(40, 5_000, parallelism=2),
             memory=rss_series(120 * MI, 160 * MI, 1),
             seed=505,
-            description="0.2 cores used of a 300m request and 600m limit: right-sized",
+            description="0.2 cores used of a 320m request and 640m limit: right-sized",
         ),
         Scenario(
             name="memory-growth",

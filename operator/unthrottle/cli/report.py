@@ -1,0 +1,333 @@
+"""``unthrottle report``: throttle-aware recommendations for a cluster, from its Prometheus.
+
+Nothing is installed in the cluster: the report reads the series a kube-prometheus-stack
+install keeps, runs the engine on every container of every Deployment in scope and prints
+a table (for people), JSON or YAML (for tooling; documented in docs/cli.md). Progress goes
+to standard error. Exit codes: 0 report printed; 1 Prometheus unreachable or failing;
+2 bad arguments; 3 required series missing (each named).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from unthrottle.cli.output import OutputFormat, render, render_table
+from unthrottle.engine.recommend import recommend
+from unthrottle.model.policy import ThrottlePolicySpec, Tier
+from unthrottle.model.quantity import (
+    QuantityError,
+    format_bytes,
+    format_duration,
+    format_millicores,
+)
+from unthrottle.model.recommendation import (
+    NoRecommendation,
+    Recommendation,
+    RecommendationResult,
+    output_fields,
+)
+from unthrottle.model.stats import ContainerStats
+from unthrottle.model.status import ContainerCurrent
+from unthrottle.model.workload import WorkloadRef
+from unthrottle.sources.prometheus import (
+    FetchResult,
+    PrometheusConfig,
+    PrometheusError,
+    PrometheusSource,
+)
+
+__all__ = [
+    "ReportRow",
+    "build_report",
+    "register",
+    "render_report_table",
+    "report_document",
+    "run",
+]
+
+EXIT_PROMETHEUS = 1
+EXIT_USAGE = 2
+EXIT_MISSING_SERIES = 3
+TABLE_WIDTH = 120
+TOKEN_ENV = "UNTHROTTLE_PROMETHEUS_TOKEN"
+URL_ENV = "UNTHROTTLE_PROMETHEUS_URL"
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One container of one workload and what the engine made of it."""
+
+    ref: WorkloadRef
+    tier: Tier
+    stats: ContainerStats
+    result: RecommendationResult
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "report",
+        help="recommend for every Deployment from a cluster's Prometheus (dry run)",
+        description=(
+            "Read a cluster's Prometheus and print throttle-aware recommendations for "
+            "every container of every Deployment in scope. Changes nothing."
+        ),
+    )
+    parser.add_argument(
+        "--prometheus-url",
+        default=os.environ.get(URL_ENV),
+        metavar="URL",
+        help=f"Prometheus (or Thanos, Mimir, VictoriaMetrics) base URL (env {URL_ENV})",
+    )
+    parser.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="a namespace to report on (repeatable; default: all)",
+    )
+    parser.add_argument("--tier", choices=[t.value for t in Tier], help="override the tier")
+    parser.add_argument("--window", default=None, help="e.g. 7d (default), 1d, 5m")
+    parser.add_argument(
+        "--policy", metavar="FILE", help="a ThrottlePolicy YAML whose spec to apply"
+    )
+    parser.add_argument(
+        "--match",
+        action="append",
+        default=[],
+        metavar="LABEL=VALUE",
+        help="an extra label matcher on every series, e.g. cluster=prod (repeatable)",
+    )
+    parser.add_argument(
+        "--bearer-token-file",
+        metavar="FILE",
+        help=f"a file holding a bearer token (or env {TOKEN_ENV})",
+    )
+    parser.add_argument("--ca-bundle", metavar="FILE", help="PEM CA bundle to verify TLS with")
+    parser.add_argument(
+        "--insecure-skip-verify", action="store_true", help="do not verify TLS (explicit)"
+    )
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per query")
+    parser.add_argument(
+        "--at",
+        type=float,
+        default=None,
+        metavar="EPOCH",
+        help="evaluate at this time (epoch seconds; default now)",
+    )
+    parser.add_argument(
+        "--output",
+        "-o",
+        choices=[f.value for f in OutputFormat],
+        default=OutputFormat.TABLE.value,
+    )
+    parser.set_defaults(run=run)
+
+
+def _policy(args: argparse.Namespace) -> ThrottlePolicySpec:
+    spec: dict[str, Any] = {}
+    if args.policy:
+        document = yaml.safe_load(Path(args.policy).read_text(encoding="utf-8")) or {}
+        spec = dict(document.get("spec") or {}) if "spec" in document else dict(document)
+    if args.tier:
+        spec["tier"] = args.tier
+    if args.window:
+        spec["window"] = args.window
+    return ThrottlePolicySpec.model_validate(spec)
+
+
+def _matchers(pairs: Iterable[str]) -> dict[str, str]:
+    matchers: dict[str, str] = {}
+    for pair in pairs:
+        label, sep, value = pair.partition("=")
+        if not sep or not label:
+            raise ValueError(f"--match wants LABEL=VALUE, got {pair!r}")
+        matchers[label] = value
+    return matchers
+
+
+def _config(args: argparse.Namespace, policy: ThrottlePolicySpec) -> PrometheusConfig:
+    token = os.environ.get(TOKEN_ENV)
+    if args.bearer_token_file:
+        token = Path(args.bearer_token_file).read_text(encoding="utf-8").strip()
+    return PrometheusConfig(
+        url=args.prometheus_url,
+        bearer_token=token or None,
+        ca_bundle=args.ca_bundle,
+        insecure_skip_verify=args.insecure_skip_verify,
+        timeout_seconds=args.timeout,
+        extra_matchers={**policy.prometheus.match_labels, **_matchers(args.match)},
+        cfs_period_us=policy.cpu.cfs_period * 1000,
+    )
+
+
+def build_report(fetched: FetchResult, policy: ThrottlePolicySpec) -> list[ReportRow]:
+    """The engine's answer for every container of every workload fetched."""
+    rows = []
+    for workload in sorted(fetched.workloads, key=lambda w: (w.ref.namespace, w.ref.name)):
+        for stats in workload.containers:
+            rows.append(ReportRow(workload.ref, policy.tier, stats, recommend(stats, policy)))
+    return rows
+
+
+def _current(stats: ContainerStats) -> ContainerCurrent:
+    return ContainerCurrent.model_validate(
+        stats.container.model_dump(exclude={"name", "web_concurrency_from", "threads"})
+    )
+
+
+def report_document(rows: list[ReportRow], fetched: FetchResult, url: str) -> dict[str, Any]:
+    """The JSON/YAML report (docs/cli.md, ``unthrottle report``)."""
+    workloads = []
+    for row in rows:
+        evidence = row.result.evidence
+        workloads.append(
+            {
+                "namespace": row.ref.namespace,
+                "kind": row.ref.kind,
+                "name": row.ref.name,
+                "container": row.stats.container.name,
+                "tier": row.tier.value,
+                "current": _current(row.stats).model_dump(mode="json", by_alias=True),
+                "recommended": None
+                if isinstance(row.result, NoRecommendation)
+                else output_fields(row.result),
+                "evidence": None
+                if evidence is None
+                else {
+                    "throttleRatio": evidence.throttle_ratio,
+                    "cpuUsageP99": evidence.cpu_usage_p99 / 1000,
+                    "demandP99": evidence.demand_p99 / 1000,
+                    "rssMax": None if evidence.rss_max is None else format_bytes(evidence.rss_max),
+                    "samples": evidence.samples,
+                    "signals": list(evidence.signals),
+                },
+                "diagnosis": [d.value for d in row.result.diagnosis],
+                "reason": row.result.reason.value
+                if isinstance(row.result, NoRecommendation)
+                else None,
+            }
+        )
+    return {
+        "prometheus": url,
+        "window": fetched.resolution.window,
+        "step": fetched.resolution.step,
+        "queries": fetched.queries,
+        "optionalSeries": sorted(fetched.optional_series),
+        "partial": fetched.partial,
+        "workloads": workloads,
+    }
+
+
+def _change(before: str, after: str) -> str:
+    return before if before == after else f"{before}→{after}"
+
+
+def _cpu(value: int | None) -> str:
+    return "-" if value is None else format_millicores(value)
+
+
+def _memory(value: int | None) -> str:
+    return "-" if value is None else format_bytes(value)
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.0%}" if value >= 0.01 or value == 0 else "<1%"
+
+
+def render_report_table(rows: list[ReportRow]) -> str:
+    """The report for a terminal of 120 columns: current→recommended per container."""
+    headers = [
+        "WORKLOAD",
+        "CONTAINER",
+        "THROTTLED",
+        "CPU REQ",
+        "CPU LIMIT",
+        "BURST",
+        "MEMORY",
+        "WORKERS",
+        "DIAGNOSIS",
+    ]
+    table: list[list[str]] = []
+    for row in rows:
+        c, r = row.stats.container, row.result
+        before = _ratio(row.stats.cpu.throttled_period_ratio)
+        workers_now = "-" if c.web_concurrency is None else str(c.web_concurrency)
+        if isinstance(r, Recommendation):
+            more = f" +{len(r.diagnosis) - 1}" if len(r.diagnosis) > 1 else ""
+            cells = [
+                _change(before, _ratio(r.projected_throttle_ratio)),
+                _change(_cpu(c.cpu_request), _cpu(r.cpu_request)),
+                _change(_cpu(c.cpu_limit), _cpu(r.cpu_limit)),
+                f"{r.cpu_burst_us // 1000}ms" if r.cpu_burst_us else "-",
+                _change(_memory(c.memory_limit), _memory(r.memory_limit)),
+                _change(workers_now, str(r.web_concurrency or "-")),
+                r.diagnosis[0].value + more,
+            ]
+        else:
+            cells = [
+                before,
+                _cpu(c.cpu_request),
+                _cpu(c.cpu_limit),
+                "-",
+                _memory(c.memory_limit),
+                workers_now,
+                r.reason.value,
+            ]
+        table.append([str(row.ref), c.name, *cells])
+    return render_table(headers, table, max_width=TABLE_WIDTH)
+
+
+def _progress(message: str) -> None:
+    print(f"unthrottle report: {message}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace, progress: Callable[[str], None] = _progress) -> int:
+    if not args.prometheus_url:
+        print(f"unthrottle report: --prometheus-url (or {URL_ENV}) is required", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        policy = _policy(args)
+        config = _config(args, policy)
+    except (ValueError, OSError, QuantityError) as exc:
+        print(f"unthrottle report: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    window_ms = policy.window
+    started = time.monotonic()
+    try:
+        with PrometheusSource(config) as source:
+            version = source.build_info().get("version", "?")
+            window = format_duration(policy.window)
+            progress(f"Prometheus {version} at {config.display_url}; reading {window}")
+            fetched = source.fetch(window_ms, namespaces=args.namespace or None, end=args.at)
+    except PrometheusError as exc:
+        print(f"unthrottle report: {exc}", file=sys.stderr)
+        return EXIT_PROMETHEUS
+    containers = sum(len(w.containers) for w in fetched.workloads)
+    progress(
+        f"{len(fetched.workloads)} Deployments, {containers} containers in "
+        f"{fetched.queries} queries ({time.monotonic() - started:.1f}s)"
+    )
+    if fetched.warnings:
+        progress("Prometheus warned the data may be partial: " + "; ".join(fetched.warnings))
+    if fetched.missing_series:
+        print(
+            "unthrottle report: required series missing in "
+            f"{config.display_url}: {', '.join(sorted(fetched.missing_series))}",
+            file=sys.stderr,
+        )
+        return EXIT_MISSING_SERIES
+    rows = build_report(fetched, policy)
+    document = report_document(rows, fetched, config.display_url)
+    table = render_report_table(rows)
+    sys.stdout.write(render(document, OutputFormat(args.output), table))
+    return 0
