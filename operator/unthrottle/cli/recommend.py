@@ -16,10 +16,10 @@ from pydantic import ValidationError
 
 from unthrottle.cli.output import OutputFormat, render, render_table
 from unthrottle.engine.recommend import recommend
+from unthrottle.model.fields import quantities_as_text
 from unthrottle.model.policy import ThrottlePolicySpec
 from unthrottle.model.recommendation import output_fields
 from unthrottle.model.stats import ContainerStats
-from unthrottle.model.types import quantities_as_text
 
 __all__ = ["InputError", "parse_input", "register", "run"]
 

@@ -14,8 +14,8 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
+from unthrottle.model.fields import ApiModel, Bytes, DurationMs, Millicores
 from unthrottle.model.quantity import parse_bytes, parse_duration_ms, parse_millicores
-from unthrottle.model.types import ApiModel, Bytes, DurationMs, Millicores
 
 __all__ = [
     "BurstPolicy",

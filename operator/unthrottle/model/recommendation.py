@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from unthrottle.model.types import Bytes, FrozenApiModel, Millicores, MillicoresAsCores
+from unthrottle.model.fields import Bytes, FrozenApiModel, Millicores, MillicoresAsCores
 
 __all__ = [
     "DemandModel",

@@ -17,7 +17,7 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
-from unthrottle.model.types import Bytes, CoresAsMillicores, FrozenApiModel, Millicores
+from unthrottle.model.fields import Bytes, CoresAsMillicores, FrozenApiModel, Millicores
 
 __all__ = [
     "ContainerResources",

@@ -7,7 +7,7 @@ CRDs; ``tests/unit/test_crds.py`` walks both and fails on any difference.
 
 Times are RFC 3339 strings (``"2024-05-01T12:00:00Z"``): this layer is pure and does not
 read or represent the clock; the reconcile layer formats the time it writes. Quantities
-use the shared types of :mod:`unthrottle.model.types`, so a status holds integer
+use the shared types of :mod:`unthrottle.model.fields`, so a status holds integer
 millicores and bytes in Python and canonical Kubernetes text (``"250m"``, ``"512Mi"``)
 on the wire. Evidence rates are plain floats in cores, as measured.
 """
@@ -19,9 +19,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from unthrottle.model.fields import Bytes, FrozenApiModel, Millicores
 from unthrottle.model.policy import Tier
 from unthrottle.model.recommendation import Diagnosis
-from unthrottle.model.types import Bytes, FrozenApiModel, Millicores
 
 __all__ = [
     "RFC3339_PATTERN",

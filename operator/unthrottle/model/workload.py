@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from unthrottle.model.fields import FrozenApiModel
 from unthrottle.model.stats import ContainerStats
-from unthrottle.model.types import FrozenApiModel
 
 __all__ = ["WorkloadRef", "WorkloadStats"]
 
