@@ -143,6 +143,12 @@ def _plan_cpu(
                 low = middle + 1
         limit = high * CPU_GRANULARITY
         notes.append(f"limit raised to {describe_millicores(limit)} to meet the throttle target")
+    current = container.cpu_limit
+    if current is not None and ratio > target and limit <= current:
+        # Throttled above the target at the current limit: whatever the model says (a
+        # burst allowance can make it content with the same quota), never keep or lower it.
+        limit = round_up(current + 1, CPU_GRANULARITY)
+        notes.append(f"limit kept above the current {describe_millicores(current)}, throttled")
     if manage_workers and limit % MILLICORES_PER_CORE:
         limit = round_up(limit, MILLICORES_PER_CORE)
         notes.append(f"limit rounded up to {describe_millicores(limit)}: workers equal whole cores")
