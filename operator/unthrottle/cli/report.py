@@ -4,7 +4,8 @@ Nothing is installed in the cluster: the report reads the series a kube-promethe
 install keeps, runs the engine on every container of every Deployment in scope and prints
 a table (for people), JSON or YAML (for tooling; documented in docs/cli.md). Progress goes
 to standard error. Exit codes: 0 report printed; 1 Prometheus unreachable or failing;
-2 bad arguments; 3 required series missing (each named).
+2 bad arguments; 3 required series missing (each named); 5 the API server could not be
+read (with ``--kubeconfig``).
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ from unthrottle.model.recommendation import (
     RecommendationResult,
     output_fields,
 )
-from unthrottle.model.stats import ContainerStats
+from unthrottle.model.stats import ContainerResources, ContainerStats
 from unthrottle.model.status import ContainerCurrent
-from unthrottle.model.workload import WorkloadRef
+from unthrottle.model.workload import DeploymentInfo, WorkloadRef
+from unthrottle.reconcile.scope import join, policy_for
+from unthrottle.sources.kubernetes import SYSTEM_NAMESPACES, KubernetesError, KubernetesSource
 from unthrottle.sources.prometheus import (
     FetchResult,
     PrometheusConfig,
@@ -57,6 +60,7 @@ __all__ = [
 EXIT_PROMETHEUS = 1
 EXIT_USAGE = 2
 EXIT_MISSING_SERIES = 3
+EXIT_KUBERNETES = 5
 TABLE_WIDTH = 120
 TOKEN_ENV = "UNTHROTTLE_PROMETHEUS_TOKEN"
 URL_ENV = "UNTHROTTLE_PROMETHEUS_URL"
@@ -68,7 +72,8 @@ class ReportRow:
 
     ref: WorkloadRef
     tier: Tier
-    stats: ContainerStats
+    container: ContainerResources
+    stats: ContainerStats | None
     result: RecommendationResult
 
 
@@ -94,6 +99,17 @@ def register(commands: Any) -> None:
         default=[],
         metavar="NS",
         help="a namespace to report on (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="PATH",
+        help="also read the API server: Deployment labels, WEB_CONCURRENCY, ReplicaSets",
+    )
+    parser.add_argument(
+        "--selector",
+        "-l",
+        metavar="LABELS",
+        help="Deployments with these labels only (e.g. app=web,tier!=batch); needs --kubeconfig",
     )
     parser.add_argument("--tier", choices=[t.value for t in Tier], help="override the tier")
     parser.add_argument("--window", default=None, help="e.g. 7d (default), 1d, 5m")
@@ -170,18 +186,36 @@ def _config(args: argparse.Namespace, policy: ThrottlePolicySpec) -> PrometheusC
     )
 
 
-def build_report(fetched: FetchResult, policy: ThrottlePolicySpec) -> list[ReportRow]:
-    """The engine's answer for every container of every workload fetched."""
+def build_report(
+    fetched: FetchResult,
+    policy: ThrottlePolicySpec,
+    deployments: list[DeploymentInfo] | None = None,
+) -> list[ReportRow]:
+    """The engine's answer for every container in scope.
+
+    With ``deployments`` (from the API server) the scope is those Deployments, with their
+    configuration, tier labels and opt-outs; without, every workload Prometheus knows.
+    """
     rows = []
-    for workload in sorted(fetched.workloads, key=lambda w: (w.ref.namespace, w.ref.name)):
-        for stats in workload.containers:
-            rows.append(ReportRow(workload.ref, policy.tier, stats, recommend(stats, policy)))
+    if deployments is None:
+        for workload in sorted(fetched.workloads, key=lambda w: (w.ref.namespace, w.ref.name)):
+            for stats in workload.containers:
+                result = recommend(stats, policy)
+                rows.append(ReportRow(workload.ref, policy.tier, stats.container, stats, result))
+        return rows
+    for item in join(deployments, fetched.workloads):
+        applied = policy_for(item.deployment, policy)
+        if isinstance(item.stats, NoRecommendation):
+            rows.append(ReportRow(item.ref, applied.tier, item.container, None, item.stats))
+        else:
+            result = recommend(item.stats, applied)
+            rows.append(ReportRow(item.ref, applied.tier, item.container, item.stats, result))
     return rows
 
 
-def _current(stats: ContainerStats) -> ContainerCurrent:
+def _current(container: ContainerResources) -> ContainerCurrent:
     return ContainerCurrent.model_validate(
-        stats.container.model_dump(exclude={"name", "web_concurrency_from", "threads"})
+        container.model_dump(exclude={"name", "web_concurrency_from", "threads"})
     )
 
 
@@ -195,9 +229,9 @@ def report_document(rows: list[ReportRow], fetched: FetchResult, url: str) -> di
                 "namespace": row.ref.namespace,
                 "kind": row.ref.kind,
                 "name": row.ref.name,
-                "container": row.stats.container.name,
+                "container": row.container.name,
                 "tier": row.tier.value,
-                "current": _current(row.stats).model_dump(mode="json", by_alias=True),
+                "current": _current(row.container).model_dump(mode="json", by_alias=True),
                 "recommended": None
                 if isinstance(row.result, NoRecommendation)
                 else output_fields(row.result),
@@ -259,8 +293,8 @@ def render_report_table(rows: list[ReportRow]) -> str:
     ]
     table: list[list[str]] = []
     for row in rows:
-        c, r = row.stats.container, row.result
-        before = _ratio(row.stats.cpu.throttled_period_ratio)
+        c, r = row.container, row.result
+        before = "-" if row.stats is None else _ratio(row.stats.cpu.throttled_period_ratio)
         workers_now = "-" if c.web_concurrency is None else str(c.web_concurrency)
         if isinstance(r, Recommendation):
             more = f" +{len(r.diagnosis) - 1}" if len(r.diagnosis) > 1 else ""
@@ -301,14 +335,45 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = _progress) -
     except (ValueError, OSError, QuantityError) as exc:
         print(f"unthrottle report: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    window_ms = policy.window
+    if args.selector and not args.kubeconfig:
+        print(
+            "unthrottle report: --selector needs --kubeconfig (Deployment labels come from "
+            "the API server)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     started = time.monotonic()
+    namespaces: list[str] | None = args.namespace or None
+    deployments: list[DeploymentInfo] | None = None
+    owners: dict[tuple[str, str], str] = {}
+    if args.kubeconfig:
+        try:
+            kube = KubernetesSource.from_kubeconfig(args.kubeconfig)
+            try:
+                if namespaces is None:
+                    namespaces = kube.namespaces(
+                        policy.namespace_selector.to_query(),
+                        exclude=SYSTEM_NAMESPACES if policy.namespace_selector.is_empty() else (),
+                    )
+                selector = args.selector or policy.selector.to_query()
+                deployments = kube.deployments(
+                    namespaces, selector, policy.web_concurrency.env_name
+                )
+                owners = kube.replicaset_owners(namespaces)
+            finally:
+                kube.close()
+        except KubernetesError as exc:
+            print(f"unthrottle report: {exc}", file=sys.stderr)
+            return EXIT_KUBERNETES
+        progress(f"{len(deployments)} Deployments in {len(namespaces)} namespaces from the API")
     try:
         with PrometheusSource(config) as source:
             version = source.build_info().get("version", "?")
             window = format_duration(policy.window)
             progress(f"Prometheus {version} at {config.display_url}; reading {window}")
-            fetched = source.fetch(window_ms, namespaces=args.namespace or None, end=args.at)
+            fetched = source.fetch(
+                policy.window, namespaces=namespaces, end=args.at, replicaset_owners=owners
+            )
     except PrometheusError as exc:
         print(f"unthrottle report: {exc}", file=sys.stderr)
         return EXIT_PROMETHEUS
@@ -326,7 +391,7 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = _progress) -
             file=sys.stderr,
         )
         return EXIT_MISSING_SERIES
-    rows = build_report(fetched, policy)
+    rows = build_report(fetched, policy, deployments)
     document = report_document(rows, fetched, config.display_url)
     table = render_report_table(rows)
     sys.stdout.write(render(document, OutputFormat(args.output), table))

@@ -74,6 +74,24 @@ class LabelSelector(ApiModel):
     match_labels: dict[str, str] = Field(default_factory=dict)
     match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list)
 
+    def is_empty(self) -> bool:
+        return not self.match_labels and not self.match_expressions
+
+    def to_query(self) -> str:
+        """The selector as the API server's ``labelSelector`` query (``a=b,c in (d,e)``)."""
+        terms = [f"{key}={value}" for key, value in sorted(self.match_labels.items())]
+        for requirement in self.match_expressions:
+            values = ",".join(requirement.values)
+            terms.append(
+                {
+                    "In": f"{requirement.key} in ({values})",
+                    "NotIn": f"{requirement.key} notin ({values})",
+                    "Exists": requirement.key,
+                    "DoesNotExist": f"!{requirement.key}",
+                }[requirement.operator]
+            )
+        return ",".join(terms)
+
 
 class CpuPolicy(ApiModel):
     limit_policy: LimitPolicy = LimitPolicy.RATIO

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pydantic import Field
 
 from unthrottle.model.fields import FrozenApiModel
-from unthrottle.model.stats import ContainerStats
+from unthrottle.model.stats import ContainerResources, ContainerStats
 
-__all__ = ["WorkloadRef", "WorkloadStats"]
+__all__ = ["DeploymentInfo", "WorkloadRef", "WorkloadStats"]
 
 
 class WorkloadRef(FrozenApiModel):
@@ -27,3 +27,27 @@ class WorkloadStats(FrozenApiModel):
     ref: WorkloadRef
     containers: tuple[ContainerStats, ...]
     pods: int = Field(default=0, ge=0)  # distinct pods seen in the window
+
+
+class DeploymentInfo(FrozenApiModel):
+    """What the API server says of a Deployment: the facts reconcile decides from."""
+
+    ref: WorkloadRef
+    uid: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    template_annotations: dict[str, str] = Field(default_factory=dict)
+    containers: tuple[ContainerResources, ...] = ()
+    replicas: int = Field(default=1, ge=0)
+    generation: int = 0
+    observed_generation: int = 0
+    updated_replicas: int = 0
+    available_replicas: int = 0
+
+    @property
+    def rollout_in_progress(self) -> bool:
+        """The controller has not caught up, or not every replica runs the newest template."""
+        return self.observed_generation < self.generation or self.updated_replicas < self.replicas
+
+    def container(self, name: str) -> ContainerResources | None:
+        return next((c for c in self.containers if c.name == name), None)

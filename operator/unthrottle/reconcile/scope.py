@@ -1,0 +1,96 @@
+"""Which workloads a policy covers, under which tier, and with which configuration: pure rules.
+
+The API server says what each Deployment is configured with (its containers' resources,
+where WEB_CONCURRENCY comes from, the burst annotation, its labels); Prometheus says how
+it behaved. This module joins the two for the report and for reconcile, and applies the
+per-Deployment overrides of DESIGN.md: the ``unthrottle.dev/tier`` label and the
+``unthrottle.dev/ignore: "true"`` annotation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from unthrottle.model.policy import ThrottlePolicySpec, Tier
+from unthrottle.model.recommendation import NoRecommendation, NoRecommendationReason
+from unthrottle.model.stats import ContainerResources, ContainerStats
+from unthrottle.model.workload import DeploymentInfo, WorkloadRef, WorkloadStats
+
+__all__ = [
+    "IGNORE_ANNOTATION",
+    "TIER_LABEL",
+    "ContainerInScope",
+    "is_ignored",
+    "join",
+    "policy_for",
+    "tier_for",
+]
+
+TIER_LABEL = "unthrottle.dev/tier"
+IGNORE_ANNOTATION = "unthrottle.dev/ignore"
+
+
+def is_ignored(deployment: DeploymentInfo) -> bool:
+    """Opted out with the annotation ``unthrottle.dev/ignore: "true"``."""
+    return deployment.annotations.get(IGNORE_ANNOTATION, "").strip().lower() == "true"
+
+
+def tier_for(deployment: DeploymentInfo, policy: ThrottlePolicySpec) -> Tier:
+    """The Deployment's ``unthrottle.dev/tier`` label if it names a tier, else the policy's."""
+    label = deployment.labels.get(TIER_LABEL, "").strip().lower()
+    return Tier(label) if label in {t.value for t in Tier} else policy.tier
+
+
+def policy_for(deployment: DeploymentInfo, policy: ThrottlePolicySpec) -> ThrottlePolicySpec:
+    """The policy as it applies to one Deployment (its tier label honoured)."""
+    tier = tier_for(deployment, policy)
+    return policy if tier is policy.tier else policy.model_copy(update={"tier": tier})
+
+
+@dataclass(frozen=True)
+class ContainerInScope:
+    """One container of a Deployment in scope, and its statistics or why there are none."""
+
+    deployment: DeploymentInfo
+    container: ContainerResources
+    stats: ContainerStats | NoRecommendation
+
+    @property
+    def ref(self) -> WorkloadRef:
+        return self.deployment.ref
+
+
+def _configured(stats: ContainerStats, spec: ContainerResources) -> ContainerStats:
+    # The Deployment's spec is what the next pods get; kube-state-metrics may lag a rollout.
+    # Threads are not in a spec: keep what the statistics knew.
+    container = spec.model_copy(update={"threads": spec.threads or stats.container.threads})
+    return stats.model_copy(update={"container": container})
+
+
+def join(
+    deployments: Iterable[DeploymentInfo], workloads: Iterable[WorkloadStats]
+) -> list[ContainerInScope]:
+    """Every container of every Deployment not opted out, with its statistics if any."""
+    by_ref = {w.ref: w for w in workloads}
+    joined: list[ContainerInScope] = []
+    for deployment in sorted(deployments, key=lambda d: (d.ref.namespace, d.ref.name)):
+        if is_ignored(deployment):
+            continue
+        workload = by_ref.get(deployment.ref)
+        seen = {} if workload is None else {s.container.name: s for s in workload.containers}
+        for container in deployment.containers:
+            stats = seen.get(container.name)
+            result: ContainerStats | NoRecommendation
+            if stats is None:
+                result = NoRecommendation(
+                    reason=NoRecommendationReason.MISSING_METRICS,
+                    message=(
+                        f"no CPU series for container {container.name} of {deployment.ref} "
+                        "in the window (no pods ran, or Prometheus does not scrape them)"
+                    ),
+                )
+            else:
+                result = _configured(stats, container)
+            joined.append(ContainerInScope(deployment, container, result))
+    return joined

@@ -1,0 +1,150 @@
+"""Pure rules of scope: parsing Deployments, selectors, tier labels, opt-outs, the join."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from unthrottle.model.policy import LabelSelector, ThrottlePolicySpec, Tier
+from unthrottle.model.recommendation import NoRecommendation, NoRecommendationReason
+from unthrottle.model.stats import ContainerStats, WebConcurrencySource
+from unthrottle.model.workload import WorkloadRef, WorkloadStats
+from unthrottle.reconcile.scope import is_ignored, join, policy_for, tier_for
+from unthrottle.sources.kubernetes import deployment_info
+
+
+def deployment(
+    *,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    env: list[dict[str, Any]] | None = None,
+    template_annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": "shop",
+            "name": "checkout",
+            "uid": "u-1",
+            "generation": 3,
+            "labels": labels or {},
+            "annotations": annotations or {},
+        },
+        "spec": {
+            "replicas": 2,
+            "template": {
+                "metadata": {"annotations": template_annotations or {}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "resources": {
+                                "requests": {"cpu": "250m", "memory": "256Mi"},
+                                "limits": {"cpu": 1, "memory": "1Gi"},
+                            },
+                            "env": env or [],
+                        },
+                        {"name": "sidecar"},
+                    ]
+                },
+            },
+        },
+        "status": {"observedGeneration": 3, "updatedReplicas": 1},
+    }
+
+
+def test_deployment_info_reads_resources_and_rollout_state() -> None:
+    info = deployment_info(
+        deployment(template_annotations={"unthrottle.dev/cpu-burst-us": "20000"}),
+        "WEB_CONCURRENCY",
+    )
+    assert info.ref == WorkloadRef(namespace="shop", name="checkout")
+    app = info.container("app")
+    assert app is not None
+    # A bare number in a manifest is cores: limits.cpu 1 → 1000m.
+    assert (app.cpu_request, app.cpu_limit) == (250, 1000)
+    assert (app.memory_request, app.memory_limit) == (256 * 2**20, 2**30)
+    assert app.cpu_burst_us == 20_000
+    sidecar = info.container("sidecar")
+    assert sidecar is not None and sidecar.cpu_limit is None
+    assert info.rollout_in_progress  # 1 of 2 replicas updated
+
+
+def test_web_concurrency_sources() -> None:
+    literal = deployment_info(
+        deployment(env=[{"name": "WEB_CONCURRENCY", "value": "4"}]), "WEB_CONCURRENCY"
+    ).container("app")
+    assert literal is not None
+    assert (literal.web_concurrency, literal.web_concurrency_from) == (
+        4,
+        WebConcurrencySource.LITERAL,
+    )
+    downward = [
+        {
+            "name": "WORKERS",
+            "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1"}},
+        }
+    ]
+    via_api = deployment_info(deployment(env=downward), "WORKERS").container("app")
+    assert via_api is not None
+    assert via_api.web_concurrency_from is WebConcurrencySource.LIMITS_CPU
+    other_name = deployment_info(deployment(env=downward), "WEB_CONCURRENCY").container("app")
+    assert other_name is not None and other_name.web_concurrency_from is None
+
+
+def test_label_selector_query() -> None:
+    selector = LabelSelector.model_validate(
+        {
+            "matchLabels": {"team": "shop", "app": "web"},
+            "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["a", "b"]},
+                {"key": "canary", "operator": "DoesNotExist"},
+                {"key": "env", "operator": "NotIn", "values": ["dev"]},
+                {"key": "owner", "operator": "Exists"},
+            ],
+        }
+    )
+    assert selector.to_query() == ("app=web,team=shop,tier in (a,b),!canary,env notin (dev),owner")
+    assert LabelSelector().to_query() == "" and LabelSelector().is_empty()
+
+
+def test_tier_label_and_opt_out() -> None:
+    policy = ThrottlePolicySpec()
+    critical = deployment_info(deployment(labels={"unthrottle.dev/tier": "critical"}), "X")
+    assert tier_for(critical, policy) is Tier.CRITICAL
+    assert policy_for(critical, policy).tier is Tier.CRITICAL
+    bogus = deployment_info(deployment(labels={"unthrottle.dev/tier": "gold"}), "X")
+    assert tier_for(bogus, policy) is Tier.PRODUCTION
+    assert is_ignored(
+        deployment_info(deployment(annotations={"unthrottle.dev/ignore": "true"}), "X")
+    )
+    assert not is_ignored(
+        deployment_info(deployment(annotations={"unthrottle.dev/ignore": "no"}), "X")
+    )
+
+
+def test_join_takes_configuration_from_the_spec_and_names_missing_metrics() -> None:
+    info = deployment_info(
+        deployment(env=[{"name": "WEB_CONCURRENCY", "value": "3"}]), "WEB_CONCURRENCY"
+    )
+    stats = ContainerStats.model_validate(
+        {
+            # kube-state-metrics still shows the old limit and knows no WEB_CONCURRENCY
+            "container": {"name": "app", "cpuLimit": "500m", "threads": 4},
+            "cpu": {
+                "usageCores": {"p50": 0.1, "p95": 0.2, "p99": 0.3, "max": 0.4},
+                "throttledPeriodRatio": 0.1,
+                "samples": 100,
+                "windowSeconds": 3600,
+            },
+        }
+    )
+    workload = WorkloadStats(ref=info.ref, containers=(stats,))
+    app, sidecar = join([info], [workload])
+    assert isinstance(app.stats, ContainerStats)
+    assert app.stats.container.cpu_limit == 1000  # the spec wins
+    assert app.stats.container.web_concurrency == 3
+    assert app.stats.container.threads == 4  # only the statistics knew it
+    assert isinstance(sidecar.stats, NoRecommendation)
+    assert sidecar.stats.reason is NoRecommendationReason.MISSING_METRICS
+    assert "sidecar" in sidecar.stats.message
+    ignored = deployment_info(deployment(annotations={"unthrottle.dev/ignore": "true"}), "X")
+    assert join([ignored], [workload]) == []
