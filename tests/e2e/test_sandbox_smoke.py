@@ -8,52 +8,17 @@ skips them.
 
 from __future__ import annotations
 
-import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-
-# The harness lives in tests/harness; pytest puts only this directory on sys.path.
-_ROOT = Path(__file__).resolve().parents[2]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from tests.harness.kube import KubeSandbox, KubeSandboxError, wait_for  # noqa: E402
+from tests.harness.kube import KubeSandbox, wait_for
 
 pytestmark = pytest.mark.e2e
 
-CRDS = _ROOT / "crds"
-CRD_NAMES = ("throttlepolicies.unthrottle.dev", "throttlerecommendations.unthrottle.dev")
-
-
-@pytest.fixture(scope="module")
-def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeSandbox]:
-    sandbox = KubeSandbox.from_env(tmp_path_factory.mktemp("kube"))
-    try:
-        sandbox.start()
-        failure = None
-    except KubeSandboxError as exc:
-        failure = str(exc)
-    if failure is not None:  # outside the except block: no chained traceback in the report
-        pytest.fail(f"the Kubernetes sandbox did not start:\n{failure}", pytrace=False)
-    try:
-        sandbox.apply(CRDS)
-        sandbox.wait_crds_established(*CRD_NAMES)
-        yield sandbox
-    finally:
-        sandbox.stop()
-
-
-@pytest.fixture
-def namespace(kube: KubeSandbox) -> Iterator[str]:
-    name = f"smoke-{uuid.uuid4().hex[:8]}"
-    kube.kubectl("create", "namespace", name)
-    yield name
-    kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+CRDS = Path(__file__).resolve().parents[2] / "crds"
 
 
 def _policy(name: str, spec: dict[str, Any]) -> dict[str, Any]:

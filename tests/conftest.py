@@ -1,4 +1,4 @@
-"""Fixtures of the integration tests: real Prometheus servers started by the harness.
+"""Fixtures shared by the integration and e2e tests: real Prometheus servers.
 
 ``prometheus_factory`` (session-scoped) backfills a named data set (OpenMetrics files) into
 its own Prometheus on loopback the first time a test asks for it, and stops every server at
