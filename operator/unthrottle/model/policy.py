@@ -77,6 +77,23 @@ class LabelSelector(ApiModel):
     def is_empty(self) -> bool:
         return not self.match_labels and not self.match_expressions
 
+    def matches(self, labels: dict[str, str]) -> bool:
+        """Whether an object with ``labels`` is selected (Kubernetes semantics)."""
+        if any(labels.get(key) != value for key, value in self.match_labels.items()):
+            return False
+        for requirement in self.match_expressions:
+            present = requirement.key in labels
+            value = labels.get(requirement.key)
+            if requirement.operator == "In" and value not in requirement.values:
+                return False
+            if requirement.operator == "NotIn" and present and value in requirement.values:
+                return False
+            if requirement.operator == "Exists" and not present:
+                return False
+            if requirement.operator == "DoesNotExist" and present:
+                return False
+        return True
+
     def to_query(self) -> str:
         """The selector as the API server's ``labelSelector`` query (``a=b,c in (d,e)``)."""
         terms = [f"{key}={value}" for key, value in sorted(self.match_labels.items())]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from unthrottle.model.fields import FrozenApiModel
@@ -43,6 +45,9 @@ class DeploymentInfo(FrozenApiModel):
     observed_generation: int = 0
     updated_replicas: int = 0
     available_replicas: int = 0
+    # The fields unthrottle may change, exactly as found (for the previous-resources
+    # annotation and rollback): {container: {"resources": {...}, "env": entry or None}}.
+    owned: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @property
     def rollout_in_progress(self) -> bool:

@@ -11,18 +11,26 @@ objects are turned into plain dictionaries at the edge and parsed by pure functi
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Mapping
 from typing import Any
-
-from kubernetes import client, config
 
 from unthrottle.model.quantity import parse_bytes, parse_millicores
 from unthrottle.model.stats import ContainerResources, WebConcurrencySource
 from unthrottle.model.workload import DeploymentInfo, WorkloadRef
+from unthrottle.sources.kubeapi import (
+    MERGE_PATCH,
+    STRATEGIC_MERGE_PATCH,
+    KubeApi,
+    KubernetesError,
+)
 
 __all__ = [
     "BURST_ANNOTATION",
+    "GROUP",
+    "POLICY_LABEL",
     "SYSTEM_NAMESPACES",
+    "VERSION",
     "KubernetesError",
     "KubernetesSource",
     "container_resources",
@@ -30,12 +38,11 @@ __all__ = [
 ]
 
 BURST_ANNOTATION = "unthrottle.dev/cpu-burst-us"
+POLICY_LABEL = "unthrottle.dev/policy"
+GROUP = "unthrottle.dev"
+VERSION = "v1alpha1"
 # Never in scope by default (DESIGN.md): the control plane's own namespaces.
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
-
-
-class KubernetesError(Exception):
-    """The API server could not be read; the message says what was asked and why."""
 
 
 def _web_concurrency(
@@ -96,6 +103,13 @@ def deployment_info(deployment: Mapping[str, Any], env_name: str) -> DeploymentI
     burst_text = template_annotations.get(BURST_ANNOTATION)
     burst = int(burst_text) if burst_text and burst_text.isdigit() else None
     containers = (template.get("spec") or {}).get("containers") or []
+    owned = {
+        c["name"]: {
+            "resources": c.get("resources") or {},
+            "env": next((e for e in c.get("env") or [] if e.get("name") == env_name), None),
+        }
+        for c in containers
+    }
     return DeploymentInfo(
         ref=WorkloadRef(namespace=metadata["namespace"], name=metadata["name"]),
         uid=metadata.get("uid") or "",
@@ -108,47 +122,42 @@ def deployment_info(deployment: Mapping[str, Any], env_name: str) -> DeploymentI
         observed_generation=status.get("observedGeneration") or 0,
         updated_replicas=status.get("updatedReplicas") or 0,
         available_replicas=status.get("availableReplicas") or 0,
+        owned=owned,
     )
 
 
 class KubernetesSource:
-    """Reads the API server with the official client (synchronous; call it off the loop)."""
+    """Reads and writes the cluster for unthrottle (synchronous; call it off the event loop)."""
 
-    def __init__(self, api_client: client.ApiClient) -> None:
-        self._api = api_client
-        self._core = client.CoreV1Api(api_client)
-        self._apps = client.AppsV1Api(api_client)
+    def __init__(self, api: KubeApi) -> None:
+        self.api = api
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None) -> KubernetesSource:
-        """From a kubeconfig file, else the in-cluster ServiceAccount, else ~/.kube/config."""
-        configuration = client.Configuration()
-        try:
-            if path:
-                config.load_kube_config(config_file=path, client_configuration=configuration)
-            else:
-                try:
-                    config.load_incluster_config(client_configuration=configuration)
-                except config.ConfigException:
-                    config.load_kube_config(client_configuration=configuration)
-        except (config.ConfigException, OSError) as exc:
-            raise KubernetesError(f"cannot load a kubeconfig ({path or 'default'}): {exc}") from exc
-        return cls(client.ApiClient(configuration))
+        return cls(KubeApi.from_kubeconfig(path))
 
     def close(self) -> None:
-        self._api.close()
+        self.api.close()
 
-    def _plain(self, obj: Any) -> Any:
-        return self._api.sanitize_for_serialization(obj)
+    # --- reading ---------------------------------------------------------------------
+
+    def _items(self, path: str, selector: str = "") -> list[dict[str, Any]]:
+        params = {"labelSelector": selector} if selector else None
+        items: list[dict[str, Any]] = self.api.get(path, params).get("items") or []
+        return items
+
+    def namespace_labels(self) -> dict[str, dict[str, str]]:
+        """Every namespace's labels, by name."""
+        return {
+            n["metadata"]["name"]: dict(n["metadata"].get("labels") or {})
+            for n in self._items("/api/v1/namespaces")
+        }
 
     def namespaces(self, selector: str = "", exclude: Iterable[str] = ()) -> list[str]:
         """Namespace names matching ``selector``, without ``exclude``."""
         skip = set(exclude)
-        try:
-            listed = self._core.list_namespace(label_selector=selector)
-        except client.ApiException as exc:
-            raise KubernetesError(f"cannot list namespaces: {exc.status} {exc.reason}") from exc
-        return sorted(n.metadata.name for n in listed.items if n.metadata.name not in skip)
+        names = (n["metadata"]["name"] for n in self._items("/api/v1/namespaces", selector))
+        return sorted(n for n in names if n not in skip)
 
     def deployments(
         self,
@@ -157,37 +166,170 @@ class KubernetesSource:
         env_name: str = "WEB_CONCURRENCY",
     ) -> list[DeploymentInfo]:
         """The Deployments matching ``selector`` in ``namespaces`` (None: every namespace)."""
-        try:
-            if namespaces is None:
-                items = self._apps.list_deployment_for_all_namespaces(label_selector=selector).items
-            else:
-                items = [
-                    item
-                    for namespace in namespaces
-                    for item in self._apps.list_namespaced_deployment(
-                        namespace, label_selector=selector
-                    ).items
-                ]
-        except client.ApiException as exc:
-            raise KubernetesError(f"cannot list Deployments: {exc.status} {exc.reason}") from exc
-        return [deployment_info(self._plain(item), env_name) for item in items]
+        if namespaces is None:
+            items = self._items("/apis/apps/v1/deployments", selector)
+        else:
+            items = [
+                item
+                for namespace in namespaces
+                for item in self._items(
+                    f"/apis/apps/v1/namespaces/{namespace}/deployments", selector
+                )
+            ]
+        return [deployment_info(item, env_name) for item in items]
 
     def replicaset_owners(self, namespaces: Iterable[str] | None) -> dict[tuple[str, str], str]:
         """(namespace, ReplicaSet) → the Deployment that owns it."""
-        try:
-            if namespaces is None:
-                items = self._apps.list_replica_set_for_all_namespaces().items
-            else:
-                items = [
-                    item
-                    for namespace in namespaces
-                    for item in self._apps.list_namespaced_replica_set(namespace).items
-                ]
-        except client.ApiException as exc:
-            raise KubernetesError(f"cannot list ReplicaSets: {exc.status} {exc.reason}") from exc
+        if namespaces is None:
+            items = self._items("/apis/apps/v1/replicasets")
+        else:
+            items = [
+                item
+                for namespace in namespaces
+                for item in self._items(f"/apis/apps/v1/namespaces/{namespace}/replicasets")
+            ]
         owners: dict[tuple[str, str], str] = {}
         for item in items:
-            for ref in item.metadata.owner_references or []:
-                if ref.kind == "Deployment" and ref.controller:
-                    owners[(item.metadata.namespace, item.metadata.name)] = ref.name
+            metadata = item["metadata"]
+            for ref in metadata.get("ownerReferences") or []:
+                if ref.get("kind") == "Deployment" and ref.get("controller"):
+                    owners[(metadata["namespace"], metadata["name"])] = ref["name"]
         return owners
+
+    def cpu_autoscaled(self, namespaces: Iterable[str]) -> set[tuple[str, str]]:
+        """(namespace, Deployment) pairs a HorizontalPodAutoscaler scales on CPU utilization.
+
+        Read through ``autoscaling/v1``, where an HPA of any version that has a CPU
+        utilization target shows ``targetCPUUtilizationPercentage``.
+        """
+        scaled = set()
+        for namespace in namespaces:
+            path = f"/apis/autoscaling/v1/namespaces/{namespace}/horizontalpodautoscalers"
+            for hpa in self._items(path):
+                spec = hpa.get("spec") or {}
+                target = spec.get("scaleTargetRef") or {}
+                if target.get("kind") == "Deployment" and spec.get(
+                    "targetCPUUtilizationPercentage"
+                ):
+                    scaled.add((namespace, target["name"]))
+        return scaled
+
+    def policies(self) -> list[dict[str, Any]]:
+        """Every ThrottlePolicy, as the API server returns it."""
+        return self._items(f"/apis/{GROUP}/{VERSION}/throttlepolicies")
+
+    def recommendations(self, namespaces: Iterable[str], policy: str) -> list[dict[str, Any]]:
+        """The ThrottleRecommendations a policy wrote in ``namespaces``."""
+        return [
+            item
+            for namespace in namespaces
+            for item in self._items(
+                f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/throttlerecommendations",
+                f"{POLICY_LABEL}={policy}",
+            )
+        ]
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        """One key of a Secret, decoded (never logged)."""
+        secret = self.api.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        encoded = (secret.get("data") or {}).get(key)
+        if encoded is None:
+            raise KubernetesError(f"Secret {namespace}/{name} has no key {key!r}")
+        return base64.b64decode(encoded).decode("utf-8").strip()
+
+    # --- writing ---------------------------------------------------------------------
+
+    def patch_deployment(self, ref: WorkloadRef, body: Mapping[str, Any]) -> None:
+        """A strategic-merge patch (lists of containers and env merge by name)."""
+        path = f"/apis/apps/v1/namespaces/{ref.namespace}/deployments/{ref.name}"
+        self.api.patch(path, body, STRATEGIC_MERGE_PATCH)
+
+    def annotate_deployment(self, ref: WorkloadRef, annotations: Mapping[str, str | None]) -> None:
+        """A merge patch of metadata.annotations only (None removes one)."""
+        path = f"/apis/apps/v1/namespaces/{ref.namespace}/deployments/{ref.name}"
+        self.api.patch(path, {"metadata": {"annotations": dict(annotations)}}, MERGE_PATCH)
+
+    def upsert_recommendation(
+        self,
+        deployment: DeploymentInfo,
+        policy: str,
+        spec: Mapping[str, Any],
+        status: Mapping[str, Any],
+    ) -> None:
+        """Create the Deployment's ThrottleRecommendation if missing, then set its status.
+
+        It has the Deployment's name, a controller ownerReference to it (so the garbage
+        collector deletes it with the Deployment) and the label of the policy that wrote it.
+        """
+        ref = deployment.ref
+        base = f"/apis/{GROUP}/{VERSION}/namespaces/{ref.namespace}/throttlerecommendations"
+        metadata = {
+            "name": ref.name,
+            "namespace": ref.namespace,
+            "labels": {POLICY_LABEL: policy},
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": ref.name,
+                    "uid": deployment.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": False,
+                }
+            ],
+        }
+        try:
+            self.api.patch(f"{base}/{ref.name}", {"metadata": metadata, "spec": dict(spec)})
+        except KubernetesError as exc:
+            if exc.status != 404:
+                raise
+            self.api.post(
+                base,
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "ThrottleRecommendation",
+                    "metadata": metadata,
+                    "spec": dict(spec),
+                },
+            )
+        self.api.patch(f"{base}/{ref.name}/status", {"status": dict(status)})
+
+    def delete_recommendation(self, namespace: str, name: str) -> None:
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/throttlerecommendations/{name}"
+        try:
+            self.api.delete(path)
+        except KubernetesError as exc:
+            if exc.status != 404:
+                raise
+
+    def patch_policy_status(self, name: str, status: Mapping[str, Any]) -> None:
+        path = f"/apis/{GROUP}/{VERSION}/throttlepolicies/{name}/status"
+        self.api.patch(path, {"status": dict(status)})
+
+    def event(
+        self,
+        involved: Mapping[str, str],
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+        now_text: str,
+    ) -> None:
+        """A core/v1 Event about ``involved`` (apiVersion, kind, namespace, name, uid)."""
+        namespace = involved.get("namespace") or "default"
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{involved['name']}.", "namespace": namespace},
+            "involvedObject": dict(involved),
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": "unthrottle"},
+            "firstTimestamp": now_text,
+            "lastTimestamp": now_text,
+            "count": 1,
+            "reportingComponent": "unthrottle",
+            "reportingInstance": "unthrottle",
+        }
+        self.api.post(f"/api/v1/namespaces/{namespace}/events", body)

@@ -612,10 +612,13 @@ class PrometheusSource:
         self._lock = threading.Lock()
         self._queries = 0
         session = requests.Session()
-        if config.insecure_skip_verify:
-            session.verify = False
-        elif config.ca_bundle:
-            session.verify = config.ca_bundle
+        # Given with every request: a session-level ``verify`` loses to REQUESTS_CA_BUNDLE
+        # in the environment (requests merges the environment over the session), which
+        # would drop the CA bundle or the explicit insecure flag.
+        self._verify: str | bool = (
+            False if config.insecure_skip_verify else config.ca_bundle or True
+        )
+        session.verify = self._verify
         headers = {"Accept": "application/json"}
         if config.bearer_token:
             headers["Authorization"] = f"Bearer {config.bearer_token}"
@@ -694,6 +697,7 @@ class PrometheusSource:
                         headers=self._headers,
                         auth=self._auth,
                         timeout=(min(_CONNECT_TIMEOUT_MAX_S, timeout), timeout),
+                        verify=self._verify,
                     )
                 body = self._decode(response)
             except requests.exceptions.ReadTimeout:

@@ -1,0 +1,245 @@
+"""What reconcile writes for people to read: trec status, the annotation, the policy status.
+
+Pure builders. ``kubectl get trec`` prints ``current→recommended`` per column from the
+summary built here, and ``unthrottle report`` prints its table with the same formatting
+functions, so the two read alike.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from unthrottle.model.policy import Tier
+from unthrottle.model.quantity import format_bytes, format_millicores
+from unthrottle.model.recommendation import NoRecommendation, Recommendation, output_fields
+from unthrottle.model.stats import ContainerResources, ContainerStats
+from unthrottle.model.status import (
+    Condition,
+    ConditionStatus,
+    ContainerAction,
+    ContainerCurrent,
+    ContainerEvidence,
+    ContainerRecommendationStatus,
+    ContainerRecommended,
+    PolicyCounts,
+    RecommendationSummary,
+    ThrottlePolicyStatus,
+    ThrottleRecommendationStatus,
+    TopOffender,
+)
+from unthrottle.model.workload import WorkloadRef
+from unthrottle.reconcile.patch import ContainerDecision, DeploymentDecision
+
+__all__ = [
+    "TOP_OFFENDERS",
+    "WorkloadOutcome",
+    "change",
+    "condition",
+    "cpu_text",
+    "current_of",
+    "memory_text",
+    "policy_status",
+    "ratio_text",
+    "recommendation_annotation",
+    "trec_status",
+]
+
+TOP_OFFENDERS = 5
+
+
+def change(before: str, after: str) -> str:
+    """``before→after``, or just the value when it does not change."""
+    return before if before == after else f"{before}→{after}"
+
+
+def cpu_text(value: int | None) -> str:
+    return "-" if value is None else format_millicores(value)
+
+
+def memory_text(value: int | None) -> str:
+    return "-" if value is None else format_bytes(value)
+
+
+def ratio_text(value: float) -> str:
+    """A throttle ratio for a column: ``60%``, ``<1%``, ``0%``."""
+    return f"{value:.0%}" if value >= 0.01 or value == 0 else "<1%"
+
+
+def current_of(container: ContainerResources) -> ContainerCurrent:
+    return ContainerCurrent.model_validate(
+        container.model_dump(exclude={"name", "web_concurrency_from", "threads"})
+    )
+
+
+@dataclass(frozen=True)
+class WorkloadOutcome:
+    """One Deployment after a pass: its decision and the statistics behind it."""
+
+    ref: WorkloadRef
+    tier: Tier
+    containers: Sequence[ContainerResources]
+    stats: dict[str, ContainerStats]
+    decision: DeploymentDecision
+
+    def throttle_ratio(self, name: str) -> float | None:
+        stats = self.stats.get(name)
+        return None if stats is None else stats.cpu.throttled_period_ratio
+
+    @property
+    def worst(self) -> tuple[str, float]:
+        """The most throttled container and its ratio (the first one when none is)."""
+        ratios = [(c.name, self.throttle_ratio(c.name) or 0.0) for c in self.containers]
+        return max(ratios, key=lambda item: item[1]) if ratios else ("", 0.0)
+
+
+def _container_status(
+    decision: ContainerDecision, current: ContainerResources
+) -> ContainerRecommendationStatus:
+    result = decision.result
+    evidence = None
+    if result.evidence is not None:
+        evidence = ContainerEvidence.model_validate(
+            result.evidence.model_dump(mode="json", by_alias=True, exclude={"demand_model"})
+        )
+    recommended = None
+    if isinstance(result, Recommendation):
+        recommended = ContainerRecommended.model_validate(
+            result.model_dump(exclude={"diagnosis", "explanation", "evidence"})
+        )
+    return ContainerRecommendationStatus(
+        name=decision.name,
+        action=decision.action,
+        reason=decision.reason,
+        current=current_of(current),
+        recommended=recommended,
+        evidence=evidence,
+        diagnosis=result.diagnosis,
+        explanation=result.message if isinstance(result, NoRecommendation) else result.explanation,
+    )
+
+
+def _summary(outcome: WorkloadOutcome, name: str) -> RecommendationSummary:
+    decision = next(d for d in outcome.decision.containers if d.name == name)
+    current = next(c for c in outcome.containers if c.name == name)
+    ratio = outcome.throttle_ratio(name)
+    before = "-" if ratio is None else ratio_text(ratio)
+    result = decision.result
+    if not isinstance(result, Recommendation):
+        return RecommendationSummary(
+            container=name,
+            throttle=before,
+            cpu_request=cpu_text(current.cpu_request),
+            cpu_limit=cpu_text(current.cpu_limit),
+            memory=memory_text(current.memory_limit),
+            workers="-" if current.web_concurrency is None else str(current.web_concurrency),
+            action=decision.action,
+        )
+    workers_now = "-" if current.web_concurrency is None else str(current.web_concurrency)
+    return RecommendationSummary(
+        container=name,
+        throttle=change(before, ratio_text(result.projected_throttle_ratio)),
+        cpu_request=change(cpu_text(current.cpu_request), cpu_text(result.cpu_request)),
+        cpu_limit=change(cpu_text(current.cpu_limit), cpu_text(result.cpu_limit)),
+        burst=f"{result.cpu_burst_us // 1000}ms" if result.cpu_burst_us else "-",
+        memory=change(memory_text(current.memory_limit), memory_text(result.memory_limit)),
+        workers=change(workers_now, str(result.web_concurrency or "-")),
+        action=decision.action,
+    )
+
+
+def trec_status(
+    outcome: WorkloadOutcome, policy: str, now_text: str
+) -> ThrottleRecommendationStatus:
+    """The status of the Deployment's ThrottleRecommendation; the summary shows its worst
+    container (highest throttled ratio)."""
+    by_name = {c.name: c for c in outcome.containers}
+    containers = tuple(_container_status(d, by_name[d.name]) for d in outcome.decision.containers)
+    return ThrottleRecommendationStatus(
+        observed_at=now_text,
+        policy=policy,
+        tier=outcome.tier,
+        summary=_summary(outcome, outcome.worst[0]),
+        containers=containers,
+    )
+
+
+def recommendation_annotation(outcome: WorkloadOutcome, policy: str) -> str:
+    """``unthrottle.dev/recommendation``: every container's recommend output, compact JSON."""
+    document = {
+        "policy": policy,
+        "tier": outcome.tier.value,
+        "containers": {d.name: output_fields(d.result) for d in outcome.decision.containers},
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
+def condition(
+    kind: str, ok: bool, reason: str, message: str, *, now_text: str, generation: int
+) -> Condition:
+    return Condition(
+        type=kind,
+        status=ConditionStatus.TRUE if ok else ConditionStatus.FALSE,
+        reason=reason,
+        message=message,
+        last_transition_time=now_text,
+        observed_generation=generation,
+    )
+
+
+def _keep_transition_times(
+    conditions: Iterable[Condition], previous: Iterable[Condition]
+) -> tuple[Condition, ...]:
+    # lastTransitionTime changes only when the status does.
+    before = {c.type: c for c in previous}
+
+    def kept(new: Condition) -> Condition:
+        old = before.get(new.type)
+        if old is None or old.status != new.status:
+            return new
+        return new.model_copy(update={"last_transition_time": old.last_transition_time})
+
+    return tuple(kept(c) for c in conditions)
+
+
+def policy_status(
+    outcomes: Sequence[WorkloadOutcome],
+    conditions: Sequence[Condition],
+    previous: ThrottlePolicyStatus | None,
+    *,
+    generation: int,
+    now_text: str,
+    target: float,
+    overlaps: Sequence[str] = (),
+    message: str = "",
+) -> ThrottlePolicyStatus:
+    """Counts by outcome, the top offenders, the conditions of one pass."""
+    actions = [[d.action for d in o.decision.containers] for o in outcomes]
+    counts = PolicyCounts(
+        workloads=len(outcomes),
+        throttled=sum(1 for o in outcomes if o.worst[1] > target),
+        recommended=sum(1 for a in actions if ContainerAction.RECOMMENDED in a),
+        patched=sum(1 for o in outcomes if o.decision.patched),
+        skipped=sum(1 for a in actions if ContainerAction.SKIPPED in a),
+    )
+    offenders = sorted(
+        (
+            TopOffender(
+                namespace=o.ref.namespace, name=o.ref.name, container=name, throttle_ratio=ratio
+            )
+            for o in outcomes
+            for name, ratio in [o.worst]
+            if ratio > 0 and name
+        ),
+        key=lambda t: -t.throttle_ratio,
+    )[:TOP_OFFENDERS]
+    return ThrottlePolicyStatus(
+        observed_generation=generation,
+        conditions=_keep_transition_times(conditions, previous.conditions if previous else ()),
+        last_run_time=now_text,
+        counts=counts,
+        top_offenders=tuple(offenders),
+        overlaps=tuple(overlaps),
+        message=message,
+    )

@@ -1,0 +1,143 @@
+"""A small JSON client for the Kubernetes API, authenticated by the official client's config.
+
+The official ``kubernetes`` package loads kubeconfigs and in-cluster credentials well (token
+files, client certificates, exec plugins); its generated API classes change shape between
+releases and choose patch content types for you. unthrottle needs exact control over a few
+verbs (a strategic-merge patch of a Deployment, a merge patch of a status subresource), so
+this module keeps the package's configuration and speaks plain JSON over ``requests``:
+``get``, ``post``, ``patch`` with an explicit content type, ``delete``. Errors become
+:class:`KubernetesError` with the verb, the path and the API server's message.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import requests
+from kubernetes import client, config
+
+__all__ = [
+    "MERGE_PATCH",
+    "STRATEGIC_MERGE_PATCH",
+    "KubeApi",
+    "KubernetesError",
+]
+
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+USER_AGENT = "unthrottle"
+
+
+class KubernetesError(Exception):
+    """A request the API server refused or could not answer."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class KubeApi:
+    """JSON requests to one API server with one identity; thread-safe for reads and writes."""
+
+    def __init__(self, configuration: client.Configuration, timeout: float = 30.0) -> None:
+        self._config = configuration
+        self._timeout = timeout
+        self._session = requests.Session()
+        self._session.headers["User-Agent"] = USER_AGENT
+        # Passed with every request: a session-level ``verify`` loses to REQUESTS_CA_BUNDLE
+        # in the environment, which would trust the system CAs instead of the cluster's.
+        self._verify: str | bool = configuration.ssl_ca_cert or bool(configuration.verify_ssl)
+        self._cert: tuple[str, str] | None = None
+        if configuration.cert_file and configuration.key_file:
+            self._cert = (configuration.cert_file, configuration.key_file)
+        self.host = configuration.host.rstrip("/")
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | None = None) -> KubeApi:
+        """From a kubeconfig file, else in-cluster credentials, else ~/.kube/config."""
+        configuration = client.Configuration()
+        try:
+            if path:
+                config.load_kube_config(config_file=path, client_configuration=configuration)
+            else:
+                try:
+                    config.load_incluster_config(client_configuration=configuration)
+                except config.ConfigException:
+                    config.load_kube_config(client_configuration=configuration)
+        except (config.ConfigException, OSError, ValueError) as exc:
+            raise KubernetesError(f"cannot load a kubeconfig ({path or 'default'}): {exc}") from exc
+        if getattr(configuration, "ca_cert_data", None) and not configuration.ssl_ca_cert:
+            # Newer clients keep inline CA data in memory; requests wants a file.
+            with tempfile.NamedTemporaryFile("w", suffix=".crt", delete=False) as handle:
+                handle.write(configuration.ca_cert_data)
+            configuration.ssl_ca_cert = handle.name
+        return cls(configuration)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        # The client's own auth settings (a token, or one an exec plugin refreshes): the
+        # identifier differs between client releases, the header does not.
+        for setting in self._config.auth_settings().values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[str(setting["key"]).title()] = str(setting["value"])
+        if "Authorization" not in headers and IN_CLUSTER_TOKEN.exists():
+            # bound ServiceAccount tokens rotate: read the file each time
+            headers["Authorization"] = "Bearer " + IN_CLUSTER_TOKEN.read_text().strip()
+        return headers
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        headers = self._headers()
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body)
+        try:
+            response = self._session.request(
+                method,
+                self.host + path,
+                params=params,
+                data=data,
+                headers=headers,
+                timeout=self._timeout,
+                verify=self._verify,
+                cert=self._cert,
+            )
+        except requests.RequestException as exc:
+            raise KubernetesError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("message") or response.text
+            except ValueError:
+                message = response.text[:200]
+            raise KubernetesError(
+                f"{method} {path}: {response.status_code} {message}", response.status_code
+            )
+        return response.json() if response.content else None
+
+    def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, body: Any) -> Any:
+        return self.request("POST", path, body=body)
+
+    def patch(self, path: str, body: Any, content_type: str = MERGE_PATCH) -> Any:
+        return self.request("PATCH", path, body=body, content_type=content_type)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
