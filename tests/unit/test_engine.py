@@ -64,17 +64,31 @@ def recommended(s: ContainerStats, p: ThrottlePolicySpec) -> Recommendation:
 # --- tiers, on an unthrottled container (demand = usage) ------------------------------
 
 TIER_ROWS = [
-    # production: request = p99 350m × 1.5 = 525 → 530m (10m steps, up); limit = 2 × 530.
-    # Projection: exponential with mean 200m (p50, no mean given): e^(−1060/200) = 0.005.
+    # No throttling at the current 1000m limit. An exponential with the 200m mean would
+    # throttle there (e^(−5) = 0.7% > 10⁻⁴), so the model is fitted through the detection
+    # floor r = 10⁻⁴ at L = 1000m (section 2.3): A > 1, β = (L − u)/(ln(1/r) − (1 − r))
+    # = 800 / 8.2104 = 97.44m, ln A = −9.2103 + 1000/97.44 = 1.0524.
+    # production: request = p99 350m × 1.5 = 525 → 530m (10m steps, up); limit = 2 × 530;
+    # P(D > 1060) = e^(1.0524 − 10.878) ≈ 5·10⁻⁵.
     ("production", STEADY, 530, 1060),
-    # dev: request = p95 300m; limit 1.5 × 300 = 450m, where e^(−450/200) = 0.105 > 0.05,
-    # so the limit rises to 200·ln(1/0.05) = 599.1 → 600m, where e^(−3) = 0.0498 ≤ 0.05.
-    ("dev", STEADY, 300, 600),
+    # dev: request = p95 300m; limit 1.5 × 300 = 450m; P(D > 450) = e^(1.0524 − 4.618)
+    # = 2.8% ≤ 5%, so 450m stands.
+    ("dev", STEADY, 300, 450),
     # critical: request = p99.99 380m × 2 = 760m; limit = 2 × 760 = 1520m.
     ("critical", {**STEADY, "p9999": 0.38}, 760, 1520),
     # critical without p99.99 in the input: the maximum, 450m, stands in → 900m, 1800m.
     ("critical", STEADY, 900, 1800),
 ]
+
+
+def test_no_limit_assumes_an_exponential_demand() -> None:
+    # Without a limit nothing bounds the tail: an exponential with the 200m mean. dev:
+    # request 300m, limit 450m, P(D > 450) = e^(−2.25) = 10.5% > 5%, so the limit rises
+    # to 200 × ln(1/0.05) = 599.1 → 600m, where e^(−3) = 4.98%.
+    s = stats({"cpuRequest": "500m"}, STEADY, 0.0)
+    r = recommended(s, policy(tier="dev"))
+    assert (r.cpu_request, r.cpu_limit) == (300, 600)
+    assert r.projected_throttle_ratio == pytest.approx(math.exp(-3), rel=0.01)
 
 
 @pytest.mark.parametrize(("tier", "usage", "cpu_request", "cpu_limit"), TIER_ROWS)
@@ -92,9 +106,9 @@ def test_tier_table_on_unthrottled_usage(
 def test_limit_policies() -> None:
     s = stats({"cpuRequest": "500m", "cpuLimit": "1"}, STEADY, 0.0)
     guaranteed = recommended(s, policy(cpu={"limitPolicy": "Guaranteed"}))
-    # request 530m; limit = request = 530m; e^(−530/200) = 0.071 > 0.05, so the limit
-    # (and with it the request) rises to 600m (e^(−3) = 0.0498).
-    assert (guaranteed.cpu_request, guaranteed.cpu_limit) == (600, 600)
+    # request 530m; limit = request = 530m; with the floor fit of the tier rows,
+    # P(D > 530) = e^(1.0524 − 5.439) = 1.2% ≤ 5%, so 530m stands.
+    assert (guaranteed.cpu_request, guaranteed.cpu_limit) == (530, 530)
     unset = recommended(s, policy(cpu={"limitPolicy": "Unset"}))
     assert (unset.cpu_request, unset.cpu_limit) == (530, None)
     assert unset.projected_throttle_ratio == 0.0  # no quota, no throttling

@@ -72,19 +72,14 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_SANDBOX
     try:
         _say(f"Prometheus is up at {server.url}")
-        report_args = argparse.Namespace(
-            prometheus_url=server.url,
-            namespace=[],
-            tier=None,
-            window=f"{args.hours}h",
-            policy=None,
-            match=[],
-            bearer_token_file=None,
-            ca_bundle=None,
-            insecure_skip_verify=False,
-            timeout=60.0,
-            at=(end_ms - 1) / 1000,
-            output=args.output,
+        # The report's own argument parser, so the demo runs exactly what a user would.
+        parser = argparse.ArgumentParser(prog="unthrottle")
+        report.register(parser.add_subparsers())
+        report_args = parser.parse_args(
+            [
+                *("report", "--prometheus-url", server.url, "--window", f"{args.hours}h"),
+                *("--at", str((end_ms - 1) / 1000), "--output", args.output),
+            ]
         )
         code = report.run(report_args)
         if code != 0 or args.exit:

@@ -43,7 +43,9 @@ __all__ = [
     "FIT_THROTTLED_PERIODS_CAPPED",
     "FIT_THROTTLED_SECONDS",
     "FIT_UNTHROTTLED",
+    "FIT_UNTHROTTLED_FLOOR",
     "MIN_THROTTLE_RATIO",
+    "SATURATED_THROTTLE_RATIO",
     "DemandEstimate",
     "effective_burst",
     "estimate_demand",
@@ -57,12 +59,18 @@ __all__ = [
 # Below this throttled-period ratio the counters are noise (one throttled period in ten
 # thousand); the container is treated as unthrottled.
 MIN_THROTTLE_RATIO = 1e-4
+# At or above this throttled ratio the unthrottled periods are too few to fit β from the
+# mean usage: β = (L − u) / (ln(1/r) − (1 − r)) and the denominator falls like (1 − r)²/2,
+# so 0.4% more usage at r = 0.9 would shrink β fivefold. The counters are treated as
+# saturated, and β takes its cap.
+SATURATED_THROTTLE_RATIO = 0.9
 # Bounds of the bisection for β, relative to the quota, when only periods are known.
 _SCALE_FLOOR_OF_LIMIT = 1e-3
 _SCALE_CAP_OF_LIMIT = 1.0
 _BISECTION_STEPS = 100
 
 FIT_UNTHROTTLED = "unthrottled: exponential with the mean usage"
+FIT_UNTHROTTLED_FLOOR = "unthrottled: fitted to usage below the detection floor at the quota"
 FIT_THROTTLED_SECONDS = "throttled periods: scale bounded by throttled seconds"
 FIT_THROTTLED_PERIODS = "throttled periods: scale fitted to mean usage at the quota"
 FIT_THROTTLED_PERIODS_CAPPED = "throttled periods: scale capped at the quota"
@@ -146,15 +154,28 @@ def estimate_demand(cpu: CpuStats, limit: int | None) -> DemandEstimate:
     ratio = cpu.throttled_period_ratio
     if limit is None or ratio < MIN_THROTTLE_RATIO:
         # Nothing censored the usage: assume an exponential demand per active period with
-        # the observed mean (coefficient of variation 1, a bursty, memoryless load).
+        # the observed mean (coefficient of variation 1, a bursty, memoryless load) ...
         model = DemandModel(log_level=0.0, scale=usage / active, fit=FIT_UNTHROTTLED)
-        return DemandEstimate(model, usage, 0.0, ("usage",))
+        if limit is None or survival(model, float(limit)) <= MIN_THROTTLE_RATIO:
+            return DemandEstimate(model, usage, 0.0, ("usage",))
+        # ... unless that contradicts the counters: it would throttle at the quota, which
+        # did not happen. Then fit through the detection floor there; nothing was turned
+        # away, so no unmet demand is added.
+        scale, _ = _fit_scale_to_usage(
+            min(max(usage / active, 1.0), float(limit) * 0.999), MIN_THROTTLE_RATIO, float(limit)
+        )
+        log_level = math.log(MIN_THROTTLE_RATIO) + float(limit) / scale
+        floored = DemandModel(log_level=log_level, scale=scale, fit=FIT_UNTHROTTLED_FLOOR)
+        return DemandEstimate(floored, usage, 0.0, ("usage", "throttled-periods"))
     quota = float(limit)
     # Every throttled period used its whole quota, so the mean usage of an active period
     # is at least r·L; counters that say less come from kernels that strand quota on
     # idle CPUs.
     usage_active = min(max(usage / active, ratio * quota * 1.001), quota * 0.999)
-    scale, capped = _fit_scale_to_usage(usage_active, ratio, quota)
+    if ratio >= SATURATED_THROTTLE_RATIO:
+        scale, capped = quota * _SCALE_CAP_OF_LIMIT, True
+    else:
+        scale, capped = _fit_scale_to_usage(usage_active, ratio, quota)
     fit = FIT_THROTTLED_PERIODS_CAPPED if capped else FIT_THROTTLED_PERIODS
     signals: tuple[str, ...] = ("usage", "throttled-periods")
     stalled = cpu.throttled_seconds_per_second

@@ -18,6 +18,7 @@ from unthrottle.engine.demand import (
     FIT_THROTTLED_PERIODS_CAPPED,
     FIT_THROTTLED_SECONDS,
     FIT_UNTHROTTLED,
+    FIT_UNTHROTTLED_FLOOR,
     DemandEstimate,
     estimate_demand,
     limit_for_target,
@@ -185,7 +186,7 @@ def _describe_data(stats: ContainerStats, estimate: DemandEstimate) -> str:
     usage = cpu.usage_cores
     mean, p99 = describe_millicores(usage.mean_or_median), describe_millicores(usage.p99)
     seen = f"mean usage {mean}, p99 {p99}"
-    if estimate.model.fit == FIT_UNTHROTTLED:
+    if estimate.model.fit in (FIT_UNTHROTTLED, FIT_UNTHROTTLED_FLOOR):
         return (
             f"No throttling ({cpu.throttled_period_ratio:.1%} of periods): {seen}; demand is usage."
         )
