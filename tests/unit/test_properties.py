@@ -11,7 +11,6 @@ import math
 import re
 from typing import Any
 
-import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
