@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from unthrottle import __version__
-from unthrottle.cli import demo, recommend, report
+from unthrottle.cli import demo, recommend, report, run
 
 __all__ = ["main"]
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     recommend.register(commands)
     report.register(commands)
+    run.register(commands)
     demo.register(commands)
     return parser
 

@@ -28,7 +28,6 @@ from unthrottle.model.quantity import (
     QuantityError,
     format_bytes,
     format_duration,
-    format_millicores,
 )
 from unthrottle.model.recommendation import (
     NoRecommendation,
@@ -37,9 +36,9 @@ from unthrottle.model.recommendation import (
     output_fields,
 )
 from unthrottle.model.stats import ContainerResources, ContainerStats
-from unthrottle.model.status import ContainerCurrent
 from unthrottle.model.workload import DeploymentInfo, WorkloadRef
 from unthrottle.reconcile.scope import join, policy_for
+from unthrottle.reconcile.status import change, cpu_text, current_of, memory_text, ratio_text
 from unthrottle.sources.kubernetes import SYSTEM_NAMESPACES, KubernetesError, KubernetesSource
 from unthrottle.sources.prometheus import (
     FetchResult,
@@ -213,12 +212,6 @@ def build_report(
     return rows
 
 
-def _current(container: ContainerResources) -> ContainerCurrent:
-    return ContainerCurrent.model_validate(
-        container.model_dump(exclude={"name", "web_concurrency_from", "threads"})
-    )
-
-
 def report_document(rows: list[ReportRow], fetched: FetchResult, url: str) -> dict[str, Any]:
     """The JSON/YAML report (docs/cli.md, ``unthrottle report``)."""
     workloads = []
@@ -231,7 +224,7 @@ def report_document(rows: list[ReportRow], fetched: FetchResult, url: str) -> di
                 "name": row.ref.name,
                 "container": row.container.name,
                 "tier": row.tier.value,
-                "current": _current(row.container).model_dump(mode="json", by_alias=True),
+                "current": current_of(row.container).model_dump(mode="json", by_alias=True),
                 "recommended": None
                 if isinstance(row.result, NoRecommendation)
                 else output_fields(row.result),
@@ -262,22 +255,6 @@ def report_document(rows: list[ReportRow], fetched: FetchResult, url: str) -> di
     }
 
 
-def _change(before: str, after: str) -> str:
-    return before if before == after else f"{before}→{after}"
-
-
-def _cpu(value: int | None) -> str:
-    return "-" if value is None else format_millicores(value)
-
-
-def _memory(value: int | None) -> str:
-    return "-" if value is None else format_bytes(value)
-
-
-def _ratio(value: float) -> str:
-    return f"{value:.0%}" if value >= 0.01 or value == 0 else "<1%"
-
-
 def render_report_table(rows: list[ReportRow]) -> str:
     """The report for a terminal of 120 columns: current→recommended per container."""
     headers = [
@@ -294,26 +271,28 @@ def render_report_table(rows: list[ReportRow]) -> str:
     table: list[list[str]] = []
     for row in rows:
         c, r = row.container, row.result
-        before = "-" if row.stats is None else _ratio(row.stats.cpu.throttled_period_ratio)
+        before = "-" if row.stats is None else ratio_text(row.stats.cpu.throttled_period_ratio)
         workers_now = "-" if c.web_concurrency is None else str(c.web_concurrency)
         if isinstance(r, Recommendation):
             more = f" +{len(r.diagnosis) - 1}" if len(r.diagnosis) > 1 else ""
             cells = [
-                _change(before, _ratio(r.projected_throttle_ratio)),
-                _change(_cpu(c.cpu_request), _cpu(r.cpu_request)),
-                _change(_cpu(c.cpu_limit), _cpu(r.cpu_limit)),
+                change(before, ratio_text(r.projected_throttle_ratio)),
+                change(cpu_text(c.cpu_request), cpu_text(r.cpu_request)),
+                change(cpu_text(c.cpu_limit), cpu_text(r.cpu_limit)),
                 f"{r.cpu_burst_us // 1000}ms" if r.cpu_burst_us else "-",
-                _change(_memory(c.memory_limit), _memory(r.memory_limit)),
-                _change(workers_now, str(r.web_concurrency or "-")),
+                change(memory_text(c.memory_limit), memory_text(r.memory_limit)),
+                workers_now
+                if r.web_concurrency is None
+                else change(workers_now, str(r.web_concurrency)),
                 r.diagnosis[0].value + more,
             ]
         else:
             cells = [
                 before,
-                _cpu(c.cpu_request),
-                _cpu(c.cpu_limit),
+                cpu_text(c.cpu_request),
+                cpu_text(c.cpu_limit),
                 "-",
-                _memory(c.memory_limit),
+                memory_text(c.memory_limit),
                 workers_now,
                 r.reason.value,
             ]

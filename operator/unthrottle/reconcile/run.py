@@ -39,6 +39,7 @@ from unthrottle.reconcile.patch import (
 from unthrottle.reconcile.scope import join, policy_for
 from unthrottle.reconcile.status import (
     WorkloadOutcome,
+    as_merge_patch,
     condition,
     policy_status,
     recommendation_annotation,
@@ -182,6 +183,10 @@ class _Pass:
             kind, ok, reason, message, now_text=self.now.text, generation=self.generation
         )
 
+    def _write_status(self, status: ThrottlePolicyStatus) -> None:
+        body = as_merge_patch(status.model_dump(mode="json", by_alias=True))
+        self.kube.patch_policy_status(self.name, body)
+
     def fail(self, reason: str, message: str, *, prometheus: bool | None = None) -> PassResult:
         """No writes to workloads; the policy's status says why."""
         conditions = [self._condition("Ready", False, reason, message)]
@@ -203,7 +208,7 @@ class _Pass:
             target=0.0,
             message=message,
         )
-        self.kube.patch_policy_status(self.name, status.model_dump(mode="json", by_alias=True))
+        self._write_status(status)
         self.result.message = message
         self.result.prometheus_error = prometheus is False
         logger.warning("policy %s: %s: %s", self.name, reason, message)
@@ -271,7 +276,7 @@ class _Pass:
             if fetched.partial
             else "",
         )
-        self.kube.patch_policy_status(self.name, status.model_dump(mode="json", by_alias=True))
+        self._write_status(status)
         counts = status.counts
         self.result.ok = True
         self.result.workloads = counts.workloads
@@ -436,7 +441,7 @@ class _Pass:
                     },
                     "policy": self.name,
                 },
-                status.model_dump(mode="json", by_alias=True),
+                as_merge_patch(status.model_dump(mode="json", by_alias=True)),
             )
             outcomes.append(outcome)
         return outcomes

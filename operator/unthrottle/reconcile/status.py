@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from unthrottle.model.policy import Tier
 from unthrottle.model.quantity import format_bytes, format_millicores
@@ -35,6 +36,7 @@ from unthrottle.reconcile.patch import ContainerDecision, DeploymentDecision
 __all__ = [
     "TOP_OFFENDERS",
     "WorkloadOutcome",
+    "as_merge_patch",
     "change",
     "condition",
     "cpu_text",
@@ -47,6 +49,22 @@ __all__ = [
 ]
 
 TOP_OFFENDERS = 5
+
+
+def as_merge_patch(value: Any, in_list: bool = False) -> Any:
+    """A status as a JSON merge patch: empty strings are unset, not written.
+
+    In an object an empty string becomes null, which a merge patch reads as "remove", so
+    a message from an earlier pass does not linger; inside a list (replaced whole by a
+    merge patch) the key is dropped. Kubernetes' own types omit empty strings too.
+    """
+    if isinstance(value, dict):
+        if in_list:
+            return {k: as_merge_patch(v) for k, v in value.items() if v != ""}
+        return {k: None if v == "" else as_merge_patch(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_merge_patch(v, in_list=True) for v in value]
+    return value
 
 
 def change(before: str, after: str) -> str:
@@ -144,7 +162,9 @@ def _summary(outcome: WorkloadOutcome, name: str) -> RecommendationSummary:
         cpu_limit=change(cpu_text(current.cpu_limit), cpu_text(result.cpu_limit)),
         burst=f"{result.cpu_burst_us // 1000}ms" if result.cpu_burst_us else "-",
         memory=change(memory_text(current.memory_limit), memory_text(result.memory_limit)),
-        workers=change(workers_now, str(result.web_concurrency or "-")),
+        workers=workers_now
+        if result.web_concurrency is None
+        else change(workers_now, str(result.web_concurrency)),
         action=decision.action,
     )
 

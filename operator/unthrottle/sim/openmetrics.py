@@ -141,19 +141,23 @@ class PodIdentity:
 
 
 def pod_identities(scenario: Scenario) -> list[PodIdentity]:
-    """The scenario's pods, ``replicas`` of them, deterministic from its names."""
+    """The scenario's pods, ``replicas`` of them, deterministic from its names (or the
+    real names it carries in ``pods``)."""
     rs = replicaset_name(scenario)
     out = []
     for index in range(scenario.replicas):
         digest = _digest("pod", scenario.namespace, scenario.deployment, index)
         h = digest.hex()
         node_index = digest[10] % _NODES
+        replicaset, pod = (
+            scenario.pods[index] if scenario.pods else (rs, f"{rs}-{_encode(digest, 5)}")
+        )
         out.append(
             PodIdentity(
                 namespace=scenario.namespace,
                 deployment=scenario.deployment,
-                replicaset=rs,
-                pod=f"{rs}-{_encode(digest, 5)}",
+                replicaset=replicaset,
+                pod=pod,
                 uid=f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}",
                 node=f"worker-{node_index:02d}",
                 instance=f"10.0.1.{10 + node_index}:10250",

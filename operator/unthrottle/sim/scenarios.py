@@ -76,8 +76,15 @@ class Scenario:
     container_age_ms: int = 6 * MS_PER_HOUR
     backlog_limit_periods: int = 10
     image: str = "registry.example.com/app:1.0"
+    # (ReplicaSet, Pod) names of real pods to render the series for (e.g. the pods a
+    # kube-controller-manager created); empty: names generated from the scenario's.
+    pods: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.pods and len(self.pods) != self.replicas:
+            raise ValueError(
+                f"{self.name}: {len(self.pods)} pod names for {self.replicas} replicas"
+            )
         if self.replicas < 1:
             raise ValueError(f"{self.name}: replicas must be at least 1")
         if self.cpu_request_m < 0 or (self.cpu_limit_m is not None and self.cpu_limit_m <= 0):

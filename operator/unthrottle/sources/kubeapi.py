@@ -81,6 +81,19 @@ class KubeApi:
     def close(self) -> None:
         self._session.close()
 
+    def credentials(self) -> dict[str, Any]:
+        """Server, CA, client certificate and token, for another client (kopf's login)."""
+        headers = self._headers()
+        token = headers.get("Authorization", "").removeprefix("Bearer ").strip() or None
+        return {
+            "server": self.host,
+            "ca_path": self._verify if isinstance(self._verify, str) else None,
+            "insecure": self._verify is False,
+            "certificate_path": self._cert[0] if self._cert else None,
+            "private_key_path": self._cert[1] if self._cert else None,
+            "token": token,
+        }
+
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
         # The client's own auth settings (a token, or one an exec plugin refreshes): the
