@@ -43,6 +43,7 @@ class DeploymentInfo(FrozenApiModel):
     replicas: int = Field(default=1, ge=0)
     generation: int = 0
     observed_generation: int = 0
+    status_replicas: int = 0  # pods of every ReplicaSet of the Deployment
     updated_replicas: int = 0
     available_replicas: int = 0
     # The fields unthrottle may change, exactly as found (for the previous-resources
@@ -51,8 +52,14 @@ class DeploymentInfo(FrozenApiModel):
 
     @property
     def rollout_in_progress(self) -> bool:
-        """The controller has not caught up, or not every replica runs the newest template."""
-        return self.observed_generation < self.generation or self.updated_replicas < self.replicas
+        """As ``kubectl rollout status`` sees it: the controller has not caught up, not every
+        replica runs the newest template, old replicas remain, or new ones are unavailable."""
+        return (
+            self.observed_generation < self.generation
+            or self.updated_replicas < self.replicas
+            or self.status_replicas > self.updated_replicas
+            or self.available_replicas < self.updated_replicas
+        )
 
     def container(self, name: str) -> ContainerResources | None:
         return next((c for c in self.containers if c.name == name), None)

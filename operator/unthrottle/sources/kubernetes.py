@@ -120,6 +120,7 @@ def deployment_info(deployment: Mapping[str, Any], env_name: str) -> DeploymentI
         replicas=spec.get("replicas", 1) if spec.get("replicas") is not None else 1,
         generation=metadata.get("generation") or 0,
         observed_generation=status.get("observedGeneration") or 0,
+        status_replicas=status.get("replicas") or 0,
         updated_replicas=status.get("updatedReplicas") or 0,
         available_replicas=status.get("availableReplicas") or 0,
         owned=owned,
