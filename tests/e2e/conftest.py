@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.harness.kube import KubeSandbox, KubeSandboxError
+
+from unthrottle.sandbox.kube import KubeSandbox, KubeSandboxError
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_NAMES = ("throttlepolicies.unthrottle.dev", "throttlerecommendations.unthrottle.dev")

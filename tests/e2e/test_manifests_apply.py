@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.harness.kube import OPERATOR_NAMESPACE, KubeSandbox
+
+from unthrottle.sandbox.kube import OPERATOR_NAMESPACE, KubeSandbox
 
 pytestmark = pytest.mark.e2e
 

@@ -12,10 +12,10 @@ import json
 from typing import Any
 
 import pytest
-from tests.harness.kube import KubeSandbox
 
 from unthrottle.cli import main
 from unthrottle.model.quantity import format_bytes, format_millicores, parse_millicores
+from unthrottle.sandbox.kube import KubeSandbox
 from unthrottle.sandbox.prometheus import PrometheusFactory, PrometheusServer
 from unthrottle.sim.openmetrics import iter_openmetrics
 from unthrottle.sim.scenarios import Scenario, all_scenarios, scenario

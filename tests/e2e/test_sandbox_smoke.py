@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.harness.kube import KubeSandbox, wait_for
+
+from unthrottle.sandbox.kube import KubeSandbox, wait_for
 
 pytestmark = pytest.mark.e2e
 

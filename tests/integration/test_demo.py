@@ -14,7 +14,19 @@ pytestmark = pytest.mark.integration
 
 
 def test_demo_reports_every_scenario(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["demo", "--hours", "1", "--exit", "--workdir", str(tmp_path), "-o", "json"])
+    code = main(
+        [
+            "demo",
+            "--prometheus-only",
+            "--hours",
+            "1",
+            "--exit",
+            "--workdir",
+            str(tmp_path),
+            "-o",
+            "json",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     document = json.loads(out)

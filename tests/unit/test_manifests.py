@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.harness.kube import OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT
+
+from unthrottle.sandbox.kube import OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"

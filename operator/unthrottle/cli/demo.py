@@ -1,48 +1,76 @@
 """``unthrottle demo``: the whole job on an embedded default, on this machine.
 
-It renders the simulator's scenarios from the seeds (quota-bound, micro-bursting, GIL
-threads, over-provisioned, healthy, memory growth, OOM-killed, workers above cores) as
-the cAdvisor and kube-state-metrics series of a default kube-prometheus-stack install,
-backfills them into a real Prometheus started on loopback, and runs ``unthrottle report``
-against it. The Prometheus stays up (until Ctrl-C) so that the report can be run again
-with other flags; ``--exit`` stops it after the report.
+By default: a local control plane (etcd, kube-apiserver, kube-controller-manager, see
+``scripts/kube-sandbox.sh``) with the CRDs and the operator's RBAC; a Deployment for each
+of the simulator's scenarios from the seeds (quota-bound, micro-bursting, GIL threads,
+over-provisioned, healthy, memory growth, OOM-killed, workers above cores); their cAdvisor
+and kube-state-metrics series, simulated for the pods the controller-manager created,
+backfilled into a real Prometheus on loopback; the operator, running as its own
+ServiceAccount; and a ThrottlePolicy in AutoPatch mode, with one namespace (``shop``)
+labelled for patching. It prints ``kubectl get tp,trec -A`` and what to try next, and
+keeps everything up until Ctrl-C (``--exit`` stops after printing).
+
+``--prometheus-only`` skips the control plane and the operator: the report on the
+simulated series, as ``unthrottle report`` prints it for a real cluster.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from unthrottle.cli import report
-from unthrottle.sandbox.prometheus import HarnessError, PrometheusServer
+from unthrottle.model.quantity import format_bytes, format_millicores
+from unthrottle.sandbox.kube import ROOT, KubeSandbox, KubeSandboxError, wait_for
+from unthrottle.sandbox.prometheus import HarnessError, PrometheusServer, free_port
 from unthrottle.sim.openmetrics import write_openmetrics
-from unthrottle.sim.scenarios import all_scenarios
+from unthrottle.sim.scenarios import Scenario, all_scenarios
 
 __all__ = ["register", "run"]
 
 EXIT_SANDBOX = 4
 STEP_MS = 30_000
 MS_PER_HOUR = 3_600_000
+PATCHED_NAMESPACE = "shop"
+POLICY: dict[str, Any] = {
+    "apiVersion": "unthrottle.dev/v1alpha1",
+    "kind": "ThrottlePolicy",
+    "metadata": {"name": "demo"},
+    "spec": {
+        "mode": "AutoPatch",
+        "tier": "production",
+        "window": "6h",
+        "namespaceSelector": {"matchLabels": {"unthrottle.dev/demo": "true"}},
+        "webConcurrency": {"enabled": True},
+    },
+}
 
 
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "demo",
-        help="simulated throttled workloads in a local Prometheus, and the report on them",
+        help="a local control plane, Prometheus with throttled workloads, and the operator",
         description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    parser.add_argument(
+        "--prometheus-only",
+        action="store_true",
+        help="no control plane or operator: the report on the simulated series",
     )
     parser.add_argument(
         "--hours", type=int, default=6, help="hours of simulated history (default 6)"
     )
-    parser.add_argument("--workdir", type=Path, help="where to keep the data (default: a temp dir)")
-    parser.add_argument(
-        "--exit", action="store_true", help="stop Prometheus after printing the report"
-    )
+    parser.add_argument("--workdir", type=Path, help="where to keep state (default: a temp dir)")
+    parser.add_argument("--exit", action="store_true", help="stop after printing")
     parser.add_argument("--output", "-o", choices=["table", "json", "yaml"], default="table")
     parser.set_defaults(run=run)
 
@@ -51,25 +79,169 @@ def _say(message: str) -> None:
     print(f"unthrottle demo: {message}", file=sys.stderr, flush=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.hours < 1:
-        _say("--hours must be at least 1")
-        return report.EXIT_USAGE
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="unthrottle-demo-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+def _series(scenarios: list[Scenario], workdir: Path, hours: int) -> tuple[Path, int]:
     end_ms = int(time.time() * 1000) // STEP_MS * STEP_MS
-    start_ms = end_ms - args.hours * MS_PER_HOUR
-    scenarios = all_scenarios()
-    series = workdir / "scenarios.om"
-    _say(f"simulating {len(scenarios)} workloads over {args.hours}h into {series}")
-    with series.open("w", encoding="utf-8") as handle:
-        write_openmetrics(handle, scenarios, start_ms, end_ms, step_ms=STEP_MS)
+    path = workdir / "scenarios.om"
+    _say(f"simulating {len(scenarios)} workloads over {hours}h into {path}")
+    with path.open("w", encoding="utf-8") as handle:
+        write_openmetrics(handle, scenarios, end_ms - hours * MS_PER_HOUR, end_ms, step_ms=STEP_MS)
+    return path, end_ms
+
+
+def _wait_until_interrupted(*processes: subprocess.Popen[bytes] | None) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
+        while all(p is None or p.poll() is None for p in processes):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+
+
+def _deployment(s: Scenario) -> dict[str, Any]:
+    limits: dict[str, str] = {}
+    if s.cpu_limit_m is not None:
+        limits["cpu"] = format_millicores(s.cpu_limit_m)
+    if s.memory_limit_bytes is not None:
+        limits["memory"] = format_bytes(s.memory_limit_bytes)
+    env = (
+        []
+        if s.web_concurrency is None
+        else [{"name": "WEB_CONCURRENCY", "value": str(s.web_concurrency)}]
+    )
+    labels = {"app": s.deployment}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"namespace": s.namespace, "name": s.deployment, "labels": labels},
+        "spec": {
+            "replicas": s.replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": s.container,
+                            "image": s.image,
+                            "env": env,
+                            "resources": {
+                                "requests": {
+                                    "cpu": format_millicores(s.cpu_request_m),
+                                    "memory": format_bytes(s.memory_request_bytes),
+                                },
+                                "limits": limits,
+                            },
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def _with_real_pods(kube: KubeSandbox, s: Scenario) -> Scenario:
+    """The scenario with the names of the pods the controller-manager created for it."""
+
+    def pods() -> list[tuple[str, str]] | None:
+        listed = kube.kubectl_json(
+            "get", "pods", "-n", s.namespace, "-l", f"app={s.deployment}", "-o", "json"
+        )["items"]
+        names = sorted(
+            (p["metadata"]["ownerReferences"][0]["name"], p["metadata"]["name"]) for p in listed
+        )
+        return names if len(names) == s.replicas else None
+
+    return s.with_changes(pods=tuple(wait_for(pods, timeout=120, what=f"pods of {s.deployment}")))
+
+
+@contextmanager
+def _operator(
+    kube: KubeSandbox, prometheus_url: str, workdir: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    log = (workdir / "operator.log").open("wb")
+    command = [
+        sys.executable, "-m", "unthrottle.cli", "run",
+        "--kubeconfig", str(kube.operator_kubeconfig),
+        "--prometheus-url", prometheus_url,
+        "--health-port", str(free_port()), "--metrics-port", str(free_port()),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def _cluster_demo(args: argparse.Namespace, workdir: Path) -> int:
+    scenarios = all_scenarios()
+    with ExitStack() as stack:
+        _say("starting the local control plane (the first run builds it: ~7 min on 2 cores)")
+        kube = KubeSandbox(workdir / "kube")
+        kube.start()
+        stack.callback(kube.stop, keep=args.workdir is not None)
+        kube.apply(ROOT / "crds")
+        kube.wait_crds_established(
+            "throttlepolicies.unthrottle.dev", "throttlerecommendations.unthrottle.dev"
+        )
+        kube.apply(ROOT / "manifests" / "namespace.yaml")
+        kube.apply(ROOT / "manifests" / "rbac.yaml")
+        for namespace in sorted({s.namespace for s in scenarios}):
+            kube.kubectl("create", "namespace", namespace, check=False)
+            kube.kubectl("label", "namespace", namespace, "unthrottle.dev/demo=true", "--overwrite")
+        kube.kubectl(
+            "label", "namespace", PATCHED_NAMESPACE, "unthrottle.dev/auto-patch=enabled",
+            "--overwrite",
+        )  # fmt: skip
+        kube.apply_manifest(
+            {"apiVersion": "v1", "kind": "List", "items": [_deployment(s) for s in scenarios]}
+        )
+        scenarios = [_with_real_pods(kube, s) for s in scenarios]
+        for namespace in sorted({s.namespace for s in scenarios}):
+            kube.mark_pods_ready(namespace)  # no kubelet here: pods are declared Running
+        series, _ = _series(scenarios, workdir, args.hours)
         _say("backfilling and starting Prometheus on loopback")
-        server = PrometheusServer.with_data(workdir / "prometheus", [series])
-    except HarnessError as exc:
-        _say(str(exc))
-        return EXIT_SANDBOX
+        prometheus = PrometheusServer.with_data(workdir / "prometheus", [series])
+        stack.callback(prometheus.stop)
+        _say(f"Prometheus is up at {prometheus.url}; starting the operator")
+        operator = stack.enter_context(_operator(kube, prometheus.url, workdir))
+        policy = {**POLICY, "spec": {**POLICY["spec"], "window": f"{args.hours}h"}}
+        kube.apply_manifest(policy)
+
+        def reconciled() -> bool:
+            status = kube.kubectl_json("get", "tp", "demo", "-o", "json").get("status") or {}
+            return bool(status.get("lastRunTime"))
+
+        wait_for(reconciled, timeout=120, what="the operator's first pass")
+        print(kube.kubectl("get", "tp,trec", "-A").stdout, flush=True)
+        if args.exit:
+            return 0
+        env = f"KUBECONFIG={kube.kubeconfig}"
+        print(
+            "Try next (everything keeps running until Ctrl-C):\n"
+            f"  {env} {kube.kubectl_path} describe trec -n shop checkout\n"
+            f"  {env} {kube.kubectl_path} get deploy -n shop checkout -o yaml   "
+            "# patched: resources, burst annotation, previous-resources\n"
+            f"  {env} {kube.kubectl_path} get events -n shop\n"
+            f"  {env} {kube.kubectl_path} annotate deploy -n shop checkout "
+            "unthrottle.dev/rollback=true   # then edit the policy to trigger a pass\n"
+            f"  unthrottle report --prometheus-url {prometheus.url} --window {args.hours}h "
+            f"--kubeconfig {kube.kubeconfig}\n"
+            f"  the operator's log: {workdir / 'operator.log'}\n",
+            flush=True,
+        )
+        _wait_until_interrupted(operator, prometheus.process)
+    return 0
+
+
+def _prometheus_demo(args: argparse.Namespace, workdir: Path) -> int:
+    series, end_ms = _series(all_scenarios(), workdir, args.hours)
+    _say("backfilling and starting Prometheus on loopback")
+    server = PrometheusServer.with_data(workdir / "prometheus", [series])
     try:
         _say(f"Prometheus is up at {server.url}")
         # The report's own argument parser, so the demo runs exactly what a user would.
@@ -89,17 +261,26 @@ def run(args: argparse.Namespace) -> int:
             f"  unthrottle report --prometheus-url {server.url} --window {args.hours}h -o json\n"
             f"  unthrottle report --prometheus-url {server.url} --window {args.hours}h "
             "--tier critical\n"
-            "  unthrottle recommend --input FILE   (one container, what-if; see docs/cli.md)\n"
-            f"  the raw series: {server.url}/graph?g0.expr="
-            "container_cpu_cfs_throttled_periods_total\n",
+            "  unthrottle recommend --input FILE   (one container, what-if; see docs/cli.md)\n",
             flush=True,
         )
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        try:
-            while server.process is not None and server.process.poll() is None:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
+        _wait_until_interrupted(server.process)
         return 0
     finally:
         server.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.hours < 1:
+        _say("--hours must be at least 1")
+        return report.EXIT_USAGE
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="unthrottle-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    try:
+        if args.prometheus_only:
+            return _prometheus_demo(args, workdir)
+        return _cluster_demo(args, workdir)
+    except (HarnessError, KubeSandboxError) as exc:
+        _say(str(exc))
+        return EXIT_SANDBOX

@@ -143,6 +143,8 @@ def _plan_cpu(
             else:
                 low = middle + 1
         limit = high * CPU_GRANULARITY
+        while projected_at(limit) > target:  # floating-point ties at the boundary
+            limit += CPU_GRANULARITY
         notes.append(f"limit raised to {describe_millicores(limit)} to meet the throttle target")
     current = container.cpu_limit
     if current is not None and ratio > target and limit <= current:

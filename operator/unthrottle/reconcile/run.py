@@ -36,7 +36,7 @@ from unthrottle.reconcile.patch import (
     decide,
     rollback_patch,
 )
-from unthrottle.reconcile.scope import join, policy_for
+from unthrottle.reconcile.scope import is_ignored, join, policy_for
 from unthrottle.reconcile.status import (
     WorkloadOutcome,
     as_merge_patch,
@@ -111,8 +111,12 @@ def _parse_time_ms(text: str | None) -> int | None:
 
 
 def _validation_message(error: ValidationError) -> str:
+    # Paths from the object's root, as the API server names fields: "spec.cpu: ...", and
+    # "spec: ..." for a rule across fields (not ": ...").
     return "; ".join(
-        ".".join(str(p) for p in e["loc"]) + ": " + str(e["msg"]).removeprefix("Value error, ")
+        ".".join(["spec", *(str(p) for p in e["loc"])])
+        + ": "
+        + str(e["msg"]).removeprefix("Value error, ")
         for e in error.errors(include_url=False)
     )
 
@@ -258,6 +262,8 @@ class _Pass:
                 f"required series missing in {config.display_url}: {missing}",
                 prometheus=True,
             )
+        # Like every other write to a Deployment, only once Prometheus answered in full.
+        deployments = self._rollbacks(spec, deployments)
         outcomes = self._decide_and_write(spec, deployments, labels, fetched.partial, fetched)
         self._delete_stale(scoped_namespaces, {d.ref.name for d in deployments}, namespaces)
         conditions = [
@@ -388,8 +394,6 @@ class _Pass:
         for key, rows in sorted(by_deployment.items()):
             deployment = info[key]
             applied = policy_for(deployment, spec)
-            if deployment.annotations.get(ROLLBACK_ANNOTATION, "").lower() == "true":
-                self._rollback(deployment)
             context = PatchContext(
                 auto_patch=deployment.ref.namespace in auto,
                 now_ms=self.now.ms,
@@ -445,6 +449,29 @@ class _Pass:
             )
             outcomes.append(outcome)
         return outcomes
+
+    def _rollbacks(
+        self, spec: ThrottlePolicySpec, deployments: list[DeploymentInfo]
+    ) -> list[DeploymentInfo]:
+        """Roll back those annotated ``unthrottle.dev/rollback: "true"``; the Deployments as
+        they are afterwards, so this pass recommends from, and its trec shows, the restored
+        resources rather than the ones just undone."""
+        rolled = {
+            str(d.ref)
+            for d in deployments
+            if not is_ignored(d) and d.annotations.get(ROLLBACK_ANNOTATION, "").lower() == "true"
+        }
+        if not rolled:
+            return deployments
+        for deployment in deployments:
+            if str(deployment.ref) in rolled:
+                self._rollback(deployment)
+        namespaces = sorted({d.ref.namespace for d in deployments if str(d.ref) in rolled})
+        fresh = {
+            str(d.ref): d
+            for d in self.kube.deployments(namespaces, "", spec.web_concurrency.env_name)
+        }
+        return [fresh.get(str(d.ref), d) if str(d.ref) in rolled else d for d in deployments]
 
     def _rollback(self, deployment: DeploymentInfo) -> None:
         body = rollback_patch(deployment, self.now.text)

@@ -1,4 +1,4 @@
-"""A real Kubernetes API for the e2e tests: the loopback sandbox, or a cluster you point at.
+"""A real Kubernetes API for the demo and the e2e tests: the loopback sandbox, or a cluster.
 
 Two modes, same interface:
 
@@ -41,9 +41,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from unthrottle.sources.kubeapi import MERGE_PATCH, KubeApi
+
 __all__ = ["ROOT", "SCRIPT", "KubeSandbox", "KubeSandboxError", "wait_for"]
 
-ROOT = Path(__file__).resolve().parents[2]
+_POD_READY_CONDITIONS = ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+
+# The repository: operator/unthrottle/sandbox/kube.py → three folders up.
+ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "scripts" / "kube-sandbox.sh"
 OPERATOR_NAMESPACE = "unthrottle-system"
 OPERATOR_SERVICE_ACCOUNT = "unthrottle"
@@ -327,6 +332,55 @@ class KubeSandbox:
                 f"--timeout={int(timeout)}s",
                 timeout=timeout + 30,
             )
+
+    def mark_pods_ready(self, namespace: str) -> list[str]:
+        """Set every Pending pod of ``namespace`` Running and Ready; the names marked.
+
+        The sandbox has no kubelet, so pods stay Pending and a Deployment's rollout never
+        completes. As the admin, this writes what a kubelet would through the pods/status
+        subresource (kubectl 1.20 has no ``--subresource``), so the ReplicaSet counts the
+        pods available and the Deployment finishes its rollout.
+        """
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        pods = self.kubectl_json("get", "pods", "-n", namespace, "-o", "json")["items"]
+        marked = []
+        api = KubeApi.from_kubeconfig(str(self.kubeconfig))
+        try:
+            for pod in pods:
+                if (pod.get("status") or {}).get("phase") != "Pending":
+                    continue
+                if pod["metadata"].get("deletionTimestamp"):
+                    continue
+                name = pod["metadata"]["name"]
+                status = {
+                    "phase": "Running",
+                    "startTime": now,
+                    "conditions": [
+                        {"type": kind, "status": "True", "lastTransitionTime": now}
+                        for kind in _POD_READY_CONDITIONS
+                    ],
+                    "containerStatuses": [
+                        {
+                            "name": c["name"],
+                            "image": c.get("image", ""),
+                            "imageID": "",
+                            "ready": True,
+                            "started": True,
+                            "restartCount": 0,
+                            "state": {"running": {"startedAt": now}},
+                        }
+                        for c in pod["spec"]["containers"]
+                    ],
+                }
+                api.patch(
+                    f"/api/v1/namespaces/{namespace}/pods/{name}/status",
+                    {"status": status},
+                    MERGE_PATCH,
+                )
+                marked.append(name)
+        finally:
+            api.close()
+        return marked
 
     # ------------------------------------------------------------------ internals
 

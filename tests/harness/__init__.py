@@ -1,1 +1,0 @@
-"""Test harnesses that start real parts (Prometheus, the Kubernetes API) on loopback."""
