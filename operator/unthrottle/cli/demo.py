@@ -59,7 +59,11 @@ def register(commands: Any) -> None:
     parser = commands.add_parser(
         "demo",
         help="a local control plane, Prometheus with throttled workloads, and the operator",
-        description=__doc__.splitlines()[0] if __doc__ else None,
+        description=(
+            "The whole job on this machine: a local control plane, a real Prometheus with "
+            "simulated throttled workloads, and the operator; or, with --prometheus-only, "
+            "the report on the simulated series."
+        ),
     )
     parser.add_argument(
         "--prometheus-only",

@@ -33,7 +33,10 @@ def register(commands: Any) -> None:
     parser = commands.add_parser(
         "run",
         help="run the operator",
-        description=__doc__.splitlines()[0] if __doc__ else None,
+        description=(
+            "Run the operator: reconcile every ThrottlePolicy (annotate, report, and patch "
+            "the namespaces labelled unthrottle.dev/auto-patch=enabled under AutoPatch)."
+        ),
     )
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(

@@ -96,7 +96,11 @@ class DeploymentDecision:
     containers: tuple[ContainerDecision, ...]
     patch: dict[str, Any] | None = None  # a strategic-merge patch, when patching
     burst_us: int | None = None
-    skip_reason: str = ""
+    skip_reason: str = ""  # "<code>: <sentence>", e.g. "cooldown: 23h until the next patch"
+
+    @property
+    def skip_code(self) -> str:
+        return self.skip_reason.partition(":")[0]
 
     @property
     def patched(self) -> bool:
@@ -282,15 +286,16 @@ def decide(
         )
     if context.data_partial:
         return _skip_all(
-            results, "Prometheus answered with partial data: nothing is patched from it"
+            results,
+            "partial-data: Prometheus answered with partial data; nothing is patched from it",
         )
     if deployment.rollout_in_progress:
-        return _skip_all(results, "a rollout is in progress")
+        return _skip_all(results, "rollout-in-progress: a rollout is in progress")
     if context.hpa_on_cpu:
         return _skip_all(
             results,
-            "a HorizontalPodAutoscaler scales this Deployment on CPU utilization; a new "
-            "request would move it (docs/operating.md)",
+            "hpa-on-cpu: a HorizontalPodAutoscaler scales this Deployment on CPU "
+            "utilization; a new request would move it (docs/operating.md)",
         )
     remaining = cooldown_remaining_ms(
         context.last_patched_ms, context.now_ms, policy.patch.cooldown
@@ -312,15 +317,18 @@ def decide(
                 (current.memory_limit, after.memory_limit),
             ]
     if not targets.values:
-        return _skip_all(results, "no container has a recommendation")
+        return _skip_all(results, "no-recommendation: no container has a recommendation")
     if not is_worth_rollout(targets.pairs, policy.patch):
         return _skip_all(
-            results, f"every change is under patch.minChange ({policy.patch.min_change:.0%})"
+            results,
+            "below-min-change: every change is under patch.minChange "
+            f"({policy.patch.min_change:.0%})",
         )
     if context.rollout_slots <= 0:
         return _skip_all(
             results,
-            f"patch.maxConcurrentRollouts ({policy.patch.max_concurrent_rollouts}) rollouts "
+            f"max-concurrent-rollouts: patch.maxConcurrentRollouts "
+            f"({policy.patch.max_concurrent_rollouts}) rollouts "
             "are in progress",
         )
     body, burst = _build_patch(deployment, targets.values, recommended, policy, context)

@@ -12,12 +12,14 @@ and its ThrottleRecommendation names the governing policy.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -82,7 +84,6 @@ class OperatorSettings:
     prometheus_url: str | None = None
     operator_namespace: str = "unthrottle-system"
     namespaces: tuple[str, ...] | None = None  # None: every namespace (-A)
-    prometheus_timeout_seconds: float = 30.0
 
 
 @dataclass
@@ -234,8 +235,10 @@ class _Pass:
             )
         try:
             config = self._prometheus_config(spec, url)
-        except (KubernetesError, ValueError) as exc:
+        except KubernetesError as exc:
             return self.fail("PrometheusCredentials", str(exc), prometheus=False)
+        except ValueError as exc:
+            return self.fail("InvalidPrometheusConfig", str(exc), prometheus=False)
         labels = self.kube.namespace_labels()
         namespaces = _namespaces_in_scope(spec, labels, self.settings)
         candidates = [
@@ -265,7 +268,7 @@ class _Pass:
         # Like every other write to a Deployment, only once Prometheus answered in full.
         deployments = self._rollbacks(spec, deployments)
         outcomes = self._decide_and_write(spec, deployments, labels, fetched.partial, fetched)
-        self._delete_stale(scoped_namespaces, {d.ref.name for d in deployments}, namespaces)
+        self._delete_stale({(o.ref.namespace, o.ref.name) for o in outcomes})
         conditions = [
             self._condition("Ready", True, "Reconciled", f"{len(outcomes)} workloads"),
             self._condition("PrometheusReachable", True, "Answered", ""),
@@ -429,8 +432,7 @@ class _Pass:
                 context.auto_patch
                 and decision.skip_reason
                 and (
-                    old_summary.get("action") != "Skipped"
-                    or _first_reason(old) != decision.skip_reason
+                    old_summary.get("action") != "Skipped" or _first_code(old) != decision.skip_code
                 )
             ):
                 self._event(deployment, "Skipped", decision.skip_reason)
@@ -489,12 +491,11 @@ class _Pass:
             deployment, "RolledBack", "restored the resources recorded before the last patch"
         )
 
-    def _delete_stale(
-        self, scoped: Iterable[str], names: set[str], namespaces: Iterable[str]
-    ) -> None:
-        """ThrottleRecommendations this policy wrote for Deployments it no longer governs."""
-        keep = {(ns, n) for ns in scoped for n in names}
-        for trec in self.kube.recommendations(sorted(set(namespaces)), self.name):
+    def _delete_stale(self, keep: set[tuple[str, str]]) -> None:
+        """ThrottleRecommendations this policy wrote for Deployments it no longer governs
+        (deleted ones go with their Deployment; these left the scope, opted out, or went
+        to an older policy), in any namespace."""
+        for trec in self.kube.recommendations(None, self.name):
             key = (trec["metadata"]["namespace"], trec["metadata"]["name"])
             if key not in keep:
                 self.kube.delete_recommendation(*key)
@@ -516,9 +517,9 @@ class _Pass:
         self.result.events.append((str(deployment.ref), reason))
 
 
-def _first_reason(trec_status: Mapping[str, Any]) -> str:
+def _first_code(trec_status: Mapping[str, Any]) -> str:
     containers = trec_status.get("containers") or []
-    return str(containers[0].get("reason", "")) if containers else ""
+    return str(containers[0].get("reason", "")).partition(":")[0] if containers else ""
 
 
 def _patched_message(outcome: WorkloadOutcome) -> str:
@@ -533,9 +534,14 @@ def _patched_message(outcome: WorkloadOutcome) -> str:
 
 
 def _write_ca(pem: str) -> str:
-    with tempfile.NamedTemporaryFile("w", suffix=".crt", delete=False) as handle:
-        handle.write(pem)
-    return handle.name
+    """The CA bundle as a file for ``requests``: one file per content, written once."""
+    path = (
+        Path(tempfile.gettempdir())
+        / f"unthrottle-ca-{hashlib.sha256(pem.encode()).hexdigest()[:16]}.crt"
+    )
+    if not path.exists():
+        path.write_text(pem, encoding="utf-8")
+    return str(path)
 
 
 def reconcile_policy(

@@ -219,14 +219,19 @@ class KubernetesSource:
         """Every ThrottlePolicy, as the API server returns it."""
         return self._items(f"/apis/{GROUP}/{VERSION}/throttlepolicies")
 
-    def recommendations(self, namespaces: Iterable[str], policy: str) -> list[dict[str, Any]]:
-        """The ThrottleRecommendations a policy wrote in ``namespaces``."""
+    def recommendations(
+        self, namespaces: Iterable[str] | None, policy: str
+    ) -> list[dict[str, Any]]:
+        """The ThrottleRecommendations a policy wrote, in ``namespaces`` (None: all)."""
+        selector = f"{POLICY_LABEL}={policy}"
+        if namespaces is None:
+            return self._items(f"/apis/{GROUP}/{VERSION}/throttlerecommendations", selector)
         return [
             item
             for namespace in namespaces
             for item in self._items(
                 f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/throttlerecommendations",
-                f"{POLICY_LABEL}={policy}",
+                selector,
             )
         ]
 
