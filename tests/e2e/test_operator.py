@@ -32,11 +32,11 @@ from typing import Any
 
 import pytest
 
-from unthrottle.model.quantity import format_bytes, format_millicores, parse_millicores
+from unthrottle.model.quantity import parse_millicores
 from unthrottle.sandbox.kube import KubeSandbox, wait_for
 from unthrottle.sandbox.prometheus import PrometheusServer, free_port
 from unthrottle.sim.openmetrics import write_openmetrics
-from unthrottle.sim.scenarios import Scenario, scenario
+from unthrottle.sim.scenarios import Scenario, deployment_manifest, scenario
 
 pytestmark = pytest.mark.e2e
 
@@ -94,39 +94,11 @@ WORKLOADS = (
 )
 
 
-def deployment_manifest(w: Workload) -> dict[str, Any]:
-    s = scenario(w.scenario)
-    limits: dict[str, str] = {}
-    if s.cpu_limit_m is not None:
-        limits["cpu"] = format_millicores(s.cpu_limit_m)
-    if s.memory_limit_bytes is not None:
-        limits["memory"] = format_bytes(s.memory_limit_bytes)
-    container: dict[str, Any] = {
-        "name": s.container,
-        "image": s.image,
-        "resources": {
-            "requests": {
-                "cpu": format_millicores(s.cpu_request_m),
-                "memory": format_bytes(s.memory_request_bytes),
-            },
-            "limits": limits,
-        },
-    }
-    if w.env:
-        container["env"] = [{"name": k, "value": v} for k, v in w.env]
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"namespace": w.namespace, "name": s.deployment, "labels": {"app": s.name}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": s.name}},
-            "template": {
-                "metadata": {"labels": {"app": s.name}},
-                "spec": {"containers": [container]},
-            },
-        },
-    }
+def workload_manifest(w: Workload) -> dict[str, Any]:
+    env = [{"name": k, "value": v} for k, v in w.env]
+    return deployment_manifest(
+        scenario(w.scenario).with_changes(replicas=1), namespace=w.namespace, env=env
+    )
 
 
 # --------------------------------------------------------------------------- the stage
@@ -206,7 +178,7 @@ def _start(kube: KubeSandbox, work: Path, started: dict[str, Any]) -> Operator:
                 "metadata": {"name": namespace, "labels": labels},
             }
         )
-    items = [deployment_manifest(w) for w in WORKLOADS]
+    items = [workload_manifest(w) for w in WORKLOADS]
     kube.kubectl(
         "create", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
     )

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from unthrottle.cli import main
-from unthrottle.model.quantity import format_bytes, format_millicores, parse_millicores
+from unthrottle.model.quantity import parse_millicores
 from unthrottle.sandbox.kube import KubeSandbox
 from unthrottle.sandbox.prometheus import PrometheusFactory, PrometheusServer
 from unthrottle.sim.openmetrics import iter_openmetrics
-from unthrottle.sim.scenarios import Scenario, all_scenarios, scenario
+from unthrottle.sim.scenarios import all_scenarios, deployment_manifest, scenario
 
 pytestmark = pytest.mark.e2e
 
@@ -33,62 +33,18 @@ def prometheus(prometheus_factory: PrometheusFactory) -> PrometheusServer:
     return prometheus_factory("report-kubeconfig", {"all.om": chunks})
 
 
-def deployment(
-    s: Scenario,
-    *,
-    labels: dict[str, str] | None = None,
-    annotations: dict[str, str] | None = None,
-    env: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    limits: dict[str, str] = {}
-    if s.cpu_limit_m is not None:
-        limits["cpu"] = format_millicores(s.cpu_limit_m)
-    if s.memory_limit_bytes is not None:
-        limits["memory"] = format_bytes(s.memory_limit_bytes)
-    container: dict[str, Any] = {
-        "name": s.container,
-        "image": s.image,
-        "resources": {
-            "requests": {
-                "cpu": format_millicores(s.cpu_request_m),
-                "memory": format_bytes(s.memory_request_bytes),
-            },
-            "limits": limits,
-        },
-        "env": env or [],
-    }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "namespace": s.namespace,
-            "name": s.deployment,
-            "labels": {"app": s.deployment, **(labels or {})},
-            "annotations": annotations or {},
-        },
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": s.deployment}},
-            "template": {
-                "metadata": {"labels": {"app": s.deployment}},
-                "spec": {"containers": [container]},
-            },
-        },
-    }
-
-
 @pytest.fixture(scope="module")
 def cluster(kube: KubeSandbox) -> KubeSandbox:
     checkout, reports, frontend, indexer = (
         scenario(n) for n in ("quota-bound", "gil-threads", "healthy", "micro-burst")
     )
     objects = [
-        deployment(checkout),
-        deployment(reports, env=[{"name": "WEB_CONCURRENCY", "value": "1"}]),
-        deployment(frontend, annotations={"unthrottle.dev/ignore": "true"}),
-        deployment(indexer, labels={"unthrottle.dev/tier": "critical"}),
+        deployment_manifest(checkout),
+        deployment_manifest(reports, env=[{"name": "WEB_CONCURRENCY", "value": "1"}]),
+        deployment_manifest(frontend, annotations={"unthrottle.dev/ignore": "true"}),
+        deployment_manifest(indexer, labels={"unthrottle.dev/tier": "critical"}),
         # a Deployment Prometheus has never seen
-        deployment(checkout.with_changes(deployment="newapp")),
+        deployment_manifest(checkout.with_changes(deployment="newapp")),
     ]
     for namespace in sorted({o["metadata"]["namespace"] for o in objects}):
         kube.kubectl("create", "namespace", namespace, check=False)

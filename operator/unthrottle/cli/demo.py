@@ -29,11 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from unthrottle.cli import report
-from unthrottle.model.quantity import format_bytes, format_millicores
 from unthrottle.sandbox.kube import ROOT, KubeSandbox, KubeSandboxError, wait_for
 from unthrottle.sandbox.prometheus import HarnessError, PrometheusServer, free_port
 from unthrottle.sim.openmetrics import write_openmetrics
-from unthrottle.sim.scenarios import Scenario, all_scenarios
+from unthrottle.sim.scenarios import Scenario, all_scenarios, deployment_manifest
 
 __all__ = ["register", "run"]
 
@@ -101,48 +100,6 @@ def _wait_until_interrupted(*processes: subprocess.Popen[bytes] | None) -> None:
         pass
 
 
-def _deployment(s: Scenario) -> dict[str, Any]:
-    limits: dict[str, str] = {}
-    if s.cpu_limit_m is not None:
-        limits["cpu"] = format_millicores(s.cpu_limit_m)
-    if s.memory_limit_bytes is not None:
-        limits["memory"] = format_bytes(s.memory_limit_bytes)
-    env = (
-        []
-        if s.web_concurrency is None
-        else [{"name": "WEB_CONCURRENCY", "value": str(s.web_concurrency)}]
-    )
-    labels = {"app": s.deployment}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"namespace": s.namespace, "name": s.deployment, "labels": labels},
-        "spec": {
-            "replicas": s.replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": s.container,
-                            "image": s.image,
-                            "env": env,
-                            "resources": {
-                                "requests": {
-                                    "cpu": format_millicores(s.cpu_request_m),
-                                    "memory": format_bytes(s.memory_request_bytes),
-                                },
-                                "limits": limits,
-                            },
-                        }
-                    ]
-                },
-            },
-        },
-    }
-
-
 def _with_real_pods(kube: KubeSandbox, s: Scenario) -> Scenario:
     """The scenario with the names of the pods the controller-manager created for it."""
 
@@ -202,7 +159,11 @@ def _cluster_demo(args: argparse.Namespace, workdir: Path) -> int:
             "--overwrite",
         )  # fmt: skip
         kube.apply_manifest(
-            {"apiVersion": "v1", "kind": "List", "items": [_deployment(s) for s in scenarios]}
+            {
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": [deployment_manifest(s) for s in scenarios],
+            }
         )
         scenarios = [_with_real_pods(kube, s) for s in scenarios]
         for namespace in sorted({s.namespace for s in scenarios}):

@@ -14,9 +14,12 @@ over 10 minutes for pod 0 (see ``tests/unit/test_sim.py`` for the checked bounds
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import islice
+from typing import Any
 
+from unthrottle.model.quantity import format_bytes, format_millicores
 from unthrottle.sim.cfs import DEFAULT_PERIOD_US, CfsGroup, PeriodStats, simulate
 from unthrottle.sim.workload import (
     DemandModel,
@@ -29,7 +32,14 @@ from unthrottle.sim.workload import (
     threads,
 )
 
-__all__ = ["Scenario", "all_scenarios", "fleet", "pod_seed", "scenario"]
+__all__ = [
+    "Scenario",
+    "all_scenarios",
+    "deployment_manifest",
+    "fleet",
+    "pod_seed",
+    "scenario",
+]
 
 MI = 1024 * 1024
 GI = 1024 * MI
@@ -345,3 +355,60 @@ def fleet(n: int, seed: int = 0, replicas: int = 1) -> list[Scenario]:
             )
         )
     return out
+
+
+def deployment_manifest(
+    s: Scenario,
+    *,
+    namespace: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    env: Sequence[Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The Deployment a scenario runs as: one container with its resources and, unless
+    ``env`` says otherwise, its WEB_CONCURRENCY as a literal (for the demo and e2e tests)."""
+    limits: dict[str, str] = {}
+    if s.cpu_limit_m is not None:
+        limits["cpu"] = format_millicores(s.cpu_limit_m)
+    if s.memory_limit_bytes is not None:
+        limits["memory"] = format_bytes(s.memory_limit_bytes)
+    if env is None:
+        env = (
+            []
+            if s.web_concurrency is None
+            else [{"name": "WEB_CONCURRENCY", "value": str(s.web_concurrency)}]
+        )
+    selector = {"app": s.deployment}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "namespace": namespace or s.namespace,
+            "name": s.deployment,
+            "labels": {**selector, **(labels or {})},
+            "annotations": dict(annotations or {}),
+        },
+        "spec": {
+            "replicas": s.replicas,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": selector},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": s.container,
+                            "image": s.image,
+                            "env": [dict(e) for e in env],
+                            "resources": {
+                                "requests": {
+                                    "cpu": format_millicores(s.cpu_request_m),
+                                    "memory": format_bytes(s.memory_request_bytes),
+                                },
+                                "limits": limits,
+                            },
+                        }
+                    ]
+                },
+            },
+        },
+    }
