@@ -62,6 +62,7 @@ EXIT_MISSING_SERIES = 3
 EXIT_KUBERNETES = 5
 TABLE_WIDTH = 120
 TOKEN_ENV = "UNTHROTTLE_PROMETHEUS_TOKEN"
+PASSWORD_ENV = "UNTHROTTLE_PROMETHEUS_PASSWORD"
 URL_ENV = "UNTHROTTLE_PROMETHEUS_URL"
 
 
@@ -127,6 +128,12 @@ def register(commands: Any) -> None:
         metavar="FILE",
         help=f"a file holding a bearer token (or env {TOKEN_ENV})",
     )
+    parser.add_argument("--username", metavar="USER", help="basic auth user")
+    parser.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help=f"a file holding the basic auth password (or env {PASSWORD_ENV})",
+    )
     parser.add_argument("--ca-bundle", metavar="FILE", help="PEM CA bundle to verify TLS with")
     parser.add_argument(
         "--insecure-skip-verify", action="store_true", help="do not verify TLS (explicit)"
@@ -174,9 +181,14 @@ def _config(args: argparse.Namespace, policy: ThrottlePolicySpec) -> PrometheusC
     token = os.environ.get(TOKEN_ENV)
     if args.bearer_token_file:
         token = Path(args.bearer_token_file).read_text(encoding="utf-8").strip()
+    password = os.environ.get(PASSWORD_ENV)
+    if args.password_file:
+        password = Path(args.password_file).read_text(encoding="utf-8").strip()
     return PrometheusConfig(
         url=args.prometheus_url,
         bearer_token=token or None,
+        username=args.username,
+        password=password if args.username else None,
         ca_bundle=args.ca_bundle,
         insecure_skip_verify=args.insecure_skip_verify,
         timeout_seconds=args.timeout,
