@@ -8,7 +8,16 @@ from unthrottle.model.policy import LabelSelector, ThrottlePolicySpec, Tier
 from unthrottle.model.recommendation import NoRecommendation, NoRecommendationReason
 from unthrottle.model.stats import ContainerStats, WebConcurrencySource
 from unthrottle.model.workload import WorkloadRef, WorkloadStats
-from unthrottle.reconcile.scope import is_ignored, join, policy_for, tier_for
+from unthrottle.reconcile.scope import (
+    OperatorScope,
+    Rival,
+    is_ignored,
+    join,
+    namespaces_in_scope,
+    policy_for,
+    split_governed,
+    tier_for,
+)
 from unthrottle.sources.kubernetes import deployment_info
 
 
@@ -148,3 +157,30 @@ def test_join_takes_configuration_from_the_spec_and_names_missing_metrics() -> N
     assert "sidecar" in sidecar.stats.message
     ignored = deployment_info(deployment(annotations={"unthrottle.dev/ignore": "true"}), "X")
     assert join([ignored], [workload]) == []
+
+
+def test_the_oldest_policy_governs_an_overlap() -> None:
+    shop = deployment_info(deployment(labels={"app": "web"}), "X")
+    labels = {"shop": {"team": "shop"}, "kube-system": {}}
+    bounds = OperatorScope("unthrottle-system")
+    everything = ThrottlePolicySpec()
+    by_team = ThrottlePolicySpec.model_validate(
+        {"namespaceSelector": {"matchLabels": {"team": "shop"}}}
+    )
+    assert namespaces_in_scope(everything, labels, bounds) == ["shop"]  # no kube-system
+    assert namespaces_in_scope(by_team, {"other": {}}, bounds) == []
+    old, new = ("2026-01-01T00:00:00Z", "a-old"), ("2026-02-01T00:00:00Z", "b-new")
+    # The newer policy gives the Deployment up to the older one, and says so ...
+    governed, overlaps = split_governed(new, [Rival(old, everything)], [shop], labels, bounds)
+    assert governed == []
+    assert overlaps == ["shop/checkout: governed by a-old (older)"]
+    # ... and the older one keeps it, naming the other.
+    governed, overlaps = split_governed(old, [Rival(new, by_team)], [shop], labels, bounds)
+    assert governed == [shop]
+    assert overlaps == ["shop/checkout: also selected by b-new; this policy governs"]
+    # A rival that does not select it changes nothing.
+    other_team = ThrottlePolicySpec.model_validate({"selector": {"matchLabels": {"app": "api"}}})
+    assert split_governed(new, [Rival(old, other_team)], [shop], labels, bounds) == ([shop], [])
+    # The operator's allowed namespaces bound every policy.
+    narrow = OperatorScope("unthrottle-system", frozenset({"web"}))
+    assert namespaces_in_scope(everything, labels, narrow) == []

@@ -38,7 +38,16 @@ from unthrottle.reconcile.patch import (
     decide,
     rollback_patch,
 )
-from unthrottle.reconcile.scope import is_ignored, join, policy_for
+from unthrottle.reconcile.scope import (
+    OperatorScope,
+    Rival,
+    is_ignored,
+    join,
+    namespaces_in_scope,
+    policy_for,
+    precedence,
+    split_governed,
+)
 from unthrottle.reconcile.status import (
     WorkloadOutcome,
     as_merge_patch,
@@ -48,7 +57,7 @@ from unthrottle.reconcile.status import (
     trec_status,
 )
 from unthrottle.sources.kubeapi import KubernetesError
-from unthrottle.sources.kubernetes import SYSTEM_NAMESPACES, KubernetesSource
+from unthrottle.sources.kubernetes import KubernetesSource
 from unthrottle.sources.prometheus import PrometheusConfig, PrometheusError, PrometheusSource
 
 __all__ = [
@@ -122,38 +131,6 @@ def _validation_message(error: ValidationError) -> str:
     )
 
 
-def _namespaces_in_scope(
-    spec: ThrottlePolicySpec, labels: Mapping[str, Mapping[str, str]], settings: OperatorSettings
-) -> list[str]:
-    default = spec.namespace_selector.is_empty()
-    excluded = SYSTEM_NAMESPACES | {settings.operator_namespace} if default else frozenset()
-    allowed = None if settings.namespaces is None else set(settings.namespaces)
-    return sorted(
-        name
-        for name, ns_labels in labels.items()
-        if name not in excluded
-        and (allowed is None or name in allowed)
-        and spec.namespace_selector.matches(dict(ns_labels))
-    )
-
-
-def _selects(
-    spec: ThrottlePolicySpec,
-    deployment: DeploymentInfo,
-    labels: Mapping[str, Mapping[str, str]],
-    settings: OperatorSettings,
-) -> bool:
-    namespace = deployment.ref.namespace
-    return namespace in _namespaces_in_scope(
-        spec, {namespace: labels.get(namespace, {})}, settings
-    ) and spec.selector.matches(deployment.labels)
-
-
-def _precedence(policy: Mapping[str, Any]) -> tuple[str, str]:
-    metadata = policy.get("metadata") or {}
-    return (metadata.get("creationTimestamp") or "", metadata.get("name") or "")
-
-
 class _Pass:
     """The state of one pass; methods are its steps."""
 
@@ -180,6 +157,10 @@ class _Pass:
             except ValidationError:
                 self.previous = None
         self.result = PassResult(self.name, ok=False)
+        self._bounds = OperatorScope(
+            settings.operator_namespace,
+            None if settings.namespaces is None else frozenset(settings.namespaces),
+        )
 
     # -- writing the policy's status --------------------------------------------------
 
@@ -240,7 +221,7 @@ class _Pass:
         except ValueError as exc:
             return self.fail("InvalidPrometheusConfig", str(exc), prometheus=False)
         labels = self.kube.namespace_labels()
-        namespaces = _namespaces_in_scope(spec, labels, self.settings)
+        namespaces = namespaces_in_scope(spec, labels, self._bounds)
         candidates = [
             d
             for d in self.kube.deployments(namespaces, "", spec.web_concurrency.env_name)
@@ -327,30 +308,18 @@ class _Pass:
         labels: Mapping[str, Mapping[str, str]],
     ) -> tuple[list[DeploymentInfo], list[str]]:
         """The candidates this policy governs, and the overlaps to state in its status."""
-        me = _precedence(self.body)
-        others: list[tuple[tuple[str, str], ThrottlePolicySpec]] = []
+        others: list[Rival] = []
         for other in self.kube.policies():
             if other["metadata"]["name"] == self.name:
                 continue
             try:
-                others.append(
-                    (_precedence(other), ThrottlePolicySpec.model_validate(other.get("spec") or {}))
-                )
+                rival = ThrottlePolicySpec.model_validate(other.get("spec") or {})
             except ValidationError:
                 continue  # an invalid policy governs nothing
-        governed, overlaps = [], []
-        for deployment in candidates:
-            rivals = [
-                (key, s) for key, s in others if _selects(s, deployment, labels, self.settings)
-            ]
-            first = min([key for key, _ in rivals], default=None)
-            if first is not None and first < me:
-                overlaps.append(f"{deployment.ref}: governed by {first[1]} (older)")
-                continue
-            if rivals:
-                names = ", ".join(sorted(key[1] for key, _ in rivals))
-                overlaps.append(f"{deployment.ref}: also selected by {names}; this policy governs")
-            governed.append(deployment)
+            others.append(Rival(precedence(other), rival))
+        governed, overlaps = split_governed(
+            precedence(self.body), others, candidates, labels, self._bounds
+        )
         return governed, overlaps[:MAX_OVERLAPS_LISTED]
 
     def _decide_and_write(

@@ -9,21 +9,29 @@ per-Deployment overrides of DESIGN.md: the ``unthrottle.dev/tier`` label and the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from unthrottle.model.policy import ThrottlePolicySpec, Tier
 from unthrottle.model.recommendation import NoRecommendation, NoRecommendationReason
 from unthrottle.model.stats import ContainerResources, ContainerStats
 from unthrottle.model.workload import DeploymentInfo, WorkloadRef, WorkloadStats
+from unthrottle.sources.kubernetes import SYSTEM_NAMESPACES
 
 __all__ = [
     "IGNORE_ANNOTATION",
     "TIER_LABEL",
     "ContainerInScope",
+    "OperatorScope",
+    "Rival",
     "is_ignored",
     "join",
+    "namespaces_in_scope",
     "policy_for",
+    "precedence",
+    "selects",
+    "split_governed",
     "tier_for",
 ]
 
@@ -94,3 +102,76 @@ def join(
                 result = _configured(stats, container)
             joined.append(ContainerInScope(deployment, container, result))
     return joined
+
+
+@dataclass(frozen=True)
+class OperatorScope:
+    """What the operator process may touch: never its own namespace by default, and only
+    the namespaces it was started for (None: all)."""
+
+    operator_namespace: str
+    allowed: frozenset[str] | None = None
+
+
+def namespaces_in_scope(
+    spec: ThrottlePolicySpec, labels: Mapping[str, Mapping[str, str]], bounds: OperatorScope
+) -> list[str]:
+    """The namespaces a policy covers; an empty selector leaves out the system ones."""
+    default = spec.namespace_selector.is_empty()
+    excluded = SYSTEM_NAMESPACES | {bounds.operator_namespace} if default else frozenset()
+    return sorted(
+        name
+        for name, ns_labels in labels.items()
+        if name not in excluded
+        and (bounds.allowed is None or name in bounds.allowed)
+        and spec.namespace_selector.matches(dict(ns_labels))
+    )
+
+
+def selects(
+    spec: ThrottlePolicySpec,
+    deployment: DeploymentInfo,
+    labels: Mapping[str, Mapping[str, str]],
+    bounds: OperatorScope,
+) -> bool:
+    """Whether a policy's selectors cover a Deployment."""
+    namespace = deployment.ref.namespace
+    in_namespace = namespaces_in_scope(spec, {namespace: labels.get(namespace, {})}, bounds)
+    return bool(in_namespace) and spec.selector.matches(deployment.labels)
+
+
+def precedence(policy: Mapping[str, Any]) -> tuple[str, str]:
+    """Older first (creation time), then by name: the order in which policies govern."""
+    metadata = policy.get("metadata") or {}
+    return (metadata.get("creationTimestamp") or "", metadata.get("name") or "")
+
+
+class Rival(NamedTuple):
+    """Another valid policy: its precedence key and spec."""
+
+    key: tuple[str, str]
+    spec: ThrottlePolicySpec
+
+
+def split_governed(
+    me: tuple[str, str],
+    rivals: Iterable[Rival],
+    candidates: Iterable[DeploymentInfo],
+    labels: Mapping[str, Mapping[str, str]],
+    bounds: OperatorScope,
+) -> tuple[list[DeploymentInfo], list[str]]:
+    """The candidates a policy governs (no older rival selects them), and one line per
+    overlap for its status: "ns/name: governed by X (older)" or "... this policy governs"."""
+    others = list(rivals)
+    governed, overlaps = [], []
+    for deployment in candidates:
+        selecting = [r.key for r in others if selects(r.spec, deployment, labels, bounds)]
+        first = min(selecting, default=None)
+        if first is not None and first < me:
+            overlaps.append(f"{deployment.ref}: governed by {first[1]} (older)")
+            continue
+        if selecting:
+            names = ", ".join(sorted(key[1] for key in selecting))
+            overlaps.append(f"{deployment.ref}: also selected by {names}; this policy governs")
+        governed.append(deployment)
+    return governed, overlaps
