@@ -1,0 +1,61 @@
+"""Run a benchmark against the package as committed, not as the working tree has it.
+
+The benchmarks measure ``unthrottle``; while the working tree is being edited, the package
+it imports may be half-changed. This wrapper extracts ``operator/`` of a commit (default
+``HEAD``) with ``git archive`` into a temporary directory, runs the given script with
+that directory first on ``PYTHONPATH`` (ahead of the editable install) and
+``UNTHROTTLE_BENCH_COMMIT`` set to the commit's hash (the scripts record it), and removes
+the directory afterwards. It changes nothing in the repository.
+
+    .venv/bin/python bench/at_commit.py [--commit REV] bench/report_scale.py [ARGS...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--commit", default="HEAD", help="a git revision (default HEAD)")
+    parser.add_argument("script", type=Path)
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    sha = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--verify", f"{args.commit}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    snapshot = Path(tempfile.mkdtemp(prefix=f"unthrottle-{sha[:12]}-"))
+    try:
+        archive = subprocess.Popen(
+            ["git", "-C", str(REPO), "archive", sha, "operator"], stdout=subprocess.PIPE
+        )
+        subprocess.run(["tar", "-x", "-C", str(snapshot)], stdin=archive.stdout, check=True)
+        if archive.wait() != 0:
+            raise SystemExit(f"git archive {sha} failed")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(snapshot / "operator"), env.get("PYTHONPATH")) if p
+        )
+        env["UNTHROTTLE_BENCH_COMMIT"] = sha
+        print(f"at_commit: {sha[:12]} in {snapshot}", file=sys.stderr, flush=True)
+        return subprocess.run(
+            [sys.executable, str(args.script), *args.args], env=env, check=False
+        ).returncode
+    finally:
+        shutil.rmtree(snapshot, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
