@@ -49,7 +49,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import unthrottle
+from benchlib import code_version
+
 from unthrottle.cli.output import OutputFormat, render
 from unthrottle.cli.report import build_report, report_document
 from unthrottle.model.policy import ThrottlePolicySpec
@@ -74,28 +75,6 @@ CHILD_TIMEOUT_S = 1_800.0
 # MemoryAmountLoader, one query each per (workload, container) (robusta-dev/krr,
 # robusta_krr/strategies/simple.py); a fifth with --use_oomkill_data.
 KRR_QUERIES_PER_CONTAINER = 4
-
-
-def code_version() -> dict[str, Any]:
-    """Which ``unthrottle`` was measured: its path, the commit, uncommitted changes."""
-    package = Path(unthrottle.__file__).resolve().parent
-    commit = os.environ.get("UNTHROTTLE_BENCH_COMMIT")
-    if commit:  # bench/at_commit.py: a clean snapshot of that commit
-        return {"commit": commit, "snapshot": True, "package": str(package)}
-    git = ["git", "-C", str(REPO)]
-    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
-    dirty = subprocess.run(
-        [*git, "status", "--porcelain", "--", "operator"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return {
-        "commit": head.stdout.strip() or None,
-        "snapshot": False,
-        "operator_has_uncommitted_changes": bool(dirty.stdout.strip()),
-        "package": str(package),
-    }
 
 
 # -- the child: one report, measured from inside ------------------------------------------
