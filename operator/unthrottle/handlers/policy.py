@@ -36,7 +36,9 @@ class OperatorMemo:
 
     kube: KubernetesSource
     settings: OperatorSettings
-    lock: asyncio.Lock | None = None  # one pass per policy at a time
+    # One pass at a time, across all policies: passes share the clients and the rollout
+    # budget of a namespace can be counted by two overlapping policies otherwise.
+    lock: asyncio.Lock | None = None
 
 
 @kopf.on.startup()
