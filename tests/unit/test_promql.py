@@ -21,7 +21,7 @@ from unthrottle.sources.prometheus import (
     Resolution,
     plan_chunks,
 )
-from unthrottle.sources.promql import Matcher, duration, label_name, quote, regex_escape, selector
+from unthrottle.sources.promql import Matcher, label_name, quote, regex_escape, selector
 
 HOSTILE = ['a"b', "c\\d", "e\nf", "x|.*", "}", '"}) or vector(1) or ({"', "\t\r\x00\x7f", ".*"]
 text = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40)
@@ -171,9 +171,10 @@ def test_resolution_refuses_a_window_shorter_than_two_scrapes() -> None:
         Resolution.for_window(45)
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(300, "5m"), (604800, "7d"), (90, "90s")])
-def test_duration(seconds: int, text: str) -> None:
-    assert duration(seconds) == text
+@pytest.mark.parametrize(("window", "text"), [(300, "5m"), (604800, "7d"), (5400, "1h30m")])
+def test_resolution_durations_are_promql_text(window: int, text: str) -> None:
+    # Formatted by the one duration formatter (model.quantity), which PromQL accepts.
+    assert Resolution.for_window(window).window == text
 
 
 def test_plan_chunks() -> None:

@@ -38,6 +38,7 @@ from unthrottle.reconcile.patch import (
     decide,
     rollback_patch,
 )
+from unthrottle.reconcile.schedule import parse_timestamp_ms
 from unthrottle.reconcile.scope import (
     OperatorScope,
     Rival,
@@ -109,15 +110,6 @@ class PassResult:
     seconds: float = 0.0
     message: str = ""
     events: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _parse_time_ms(text: str | None) -> int | None:
-    if not text:
-        return None
-    try:
-        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-    except ValueError:
-        return None
 
 
 def _validation_message(error: ValidationError) -> str:
@@ -372,7 +364,9 @@ class _Pass:
                 now_text=self.now.text,
                 data_partial=partial,
                 hpa_on_cpu=(deployment.ref.namespace, deployment.ref.name) in hpa,
-                last_patched_ms=_parse_time_ms(deployment.annotations.get(LAST_PATCHED_ANNOTATION)),
+                last_patched_ms=parse_timestamp_ms(
+                    deployment.annotations.get(LAST_PATCHED_ANNOTATION)
+                ),
                 rollout_slots=slots,
             )
             decision = decide(deployment, {n: r for n, r, _ in rows}, applied, context)

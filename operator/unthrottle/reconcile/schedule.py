@@ -14,9 +14,19 @@ from typing import Any
 
 from unthrottle.model.quantity import QuantityError, parse_duration_ms
 
-__all__ = ["DEFAULT_INTERVAL_MS", "is_due"]
+__all__ = ["DEFAULT_INTERVAL_MS", "is_due", "parse_timestamp_ms"]
 
 DEFAULT_INTERVAL_MS = 10 * 60_000
+
+
+def parse_timestamp_ms(text: str | None) -> int | None:
+    """An RFC 3339 time (``2026-01-01T00:00:00Z``) as epoch milliseconds; None if unreadable."""
+    if not text:
+        return None
+    try:
+        return int(datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None
 
 
 def is_due(policy: Mapping[str, Any], now_ms: int) -> bool:
@@ -24,12 +34,8 @@ def is_due(policy: Mapping[str, Any], now_ms: int) -> bool:
     status = policy.get("status") or {}
     if (metadata.get("generation") or 0) != (status.get("observedGeneration") or 0):
         return True
-    last = status.get("lastRunTime")
-    if not last:
-        return True
-    try:
-        last_ms = int(datetime.fromisoformat(str(last).replace("Z", "+00:00")).timestamp() * 1000)
-    except ValueError:
+    last_ms = parse_timestamp_ms(status.get("lastRunTime"))
+    if last_ms is None:
         return True
     try:
         interval = parse_duration_ms(str((policy.get("spec") or {}).get("interval") or "10m"))

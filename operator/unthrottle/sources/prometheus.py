@@ -155,7 +155,13 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from unthrottle.model.quantity import ceil_div, parse_bytes, parse_cores, parse_duration_ms
+from unthrottle.model.quantity import (
+    ceil_div,
+    format_duration,
+    parse_bytes,
+    parse_cores,
+    parse_duration_ms,
+)
 from unthrottle.model.stats import (
     ContainerResources,
     ContainerStats,
@@ -168,7 +174,6 @@ from unthrottle.model.stats import (
 from unthrottle.model.workload import WorkloadRef, WorkloadStats
 from unthrottle.sources.promql import (
     Matcher,
-    duration,
     equality_matchers,
     join_or,
     label_name,
@@ -363,15 +368,15 @@ class Resolution:
 
     @property
     def window(self) -> str:
-        return duration(self.window_seconds)
+        return format_duration(self.window_seconds * 1000)
 
     @property
     def step(self) -> str:
-        return duration(self.step_seconds)
+        return format_duration(self.step_seconds * 1000)
 
     @property
     def rate(self) -> str:
-        return duration(self.rate_seconds)
+        return format_duration(self.rate_seconds * 1000)
 
 
 def plan_chunks(containers_per_namespace: Mapping[str, int], limit: int) -> list[tuple[str, ...]]:

@@ -16,7 +16,6 @@ from typing import Literal
 
 __all__ = [
     "Matcher",
-    "duration",
     "equality_matchers",
     "join_or",
     "label_name",
@@ -122,13 +121,3 @@ def join_or(exprs: Iterable[str]) -> str:
     if not parts:
         raise ValueError("nothing to join")
     return "\nor\n".join(parts)
-
-
-def duration(seconds: int) -> str:
-    """Whole seconds as a PromQL duration in the largest exact unit (``300`` → ``5m``)."""
-    if seconds <= 0:
-        raise ValueError(f"duration must be positive: {seconds}")
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
