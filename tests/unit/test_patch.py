@@ -8,15 +8,17 @@ from typing import Any
 import pytest
 
 from unthrottle.engine.recommend import recommend
+from unthrottle.model.names import (
+    LAST_PATCHED_ANNOTATION,
+    PREVIOUS_RESOURCES_ANNOTATION,
+    ROLLBACK_ANNOTATION,
+)
 from unthrottle.model.policy import ThrottlePolicySpec
 from unthrottle.model.recommendation import NoRecommendation, NoRecommendationReason
 from unthrottle.model.stats import ContainerStats
 from unthrottle.model.status import ContainerAction
 from unthrottle.model.workload import DeploymentInfo
 from unthrottle.reconcile.patch import (
-    LAST_PATCHED_ANNOTATION,
-    PREVIOUS_RESOURCES_ANNOTATION,
-    ROLLBACK_ANNOTATION,
     PatchContext,
     decide,
     rollback_patch,

@@ -18,10 +18,11 @@ from typing import Any
 import kopf
 
 from unthrottle.handlers.metrics import record_pass
+from unthrottle.model.names import GROUP, VERSION
 from unthrottle.reconcile.run import Instant, OperatorSettings, reconcile_policy
 from unthrottle.reconcile.schedule import is_due
 from unthrottle.sources.kubeapi import KubernetesError
-from unthrottle.sources.kubernetes import GROUP, VERSION, KubernetesSource
+from unthrottle.sources.kubernetes import KubernetesSource
 
 __all__ = ["OperatorMemo", "configure"]
 

@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 from unthrottle.model.fields import Bytes, CoresAsMillicores, FrozenApiModel, Millicores
 
 __all__ = [
+    "ConfigurationStats",
     "ContainerResources",
     "ContainerStats",
     "CpuStats",
@@ -112,9 +113,29 @@ class MemoryStats(FrozenApiModel):
     rss_slope_bytes_per_second: float | None = None
 
 
-class ContainerStats(FrozenApiModel):
-    """Everything the engine knows about one container of one workload."""
+class ConfigurationStats(FrozenApiModel):
+    """How the container behaved under an earlier configuration of the same workload.
+
+    A configuration is the container's requests and limits as kube-state-metrics saw them
+    on each pod: pods that ran with other resources (before a patch, before a user's edit)
+    are judged against *their own* resources, never the current ones.
+    """
 
     container: ContainerResources
     cpu: CpuStats
     memory: MemoryStats | None = None
+
+
+class ContainerStats(FrozenApiModel):
+    """Everything the engine knows about one container of one workload.
+
+    ``container``, ``cpu`` and ``memory`` are the *current* configuration only: the pods
+    that ran with the resources in ``container``. ``history`` holds the other
+    configurations seen in the window, newest first, each with its own resources and
+    counters; throttling seen there is never charged to the current limit.
+    """
+
+    container: ContainerResources
+    cpu: CpuStats
+    memory: MemoryStats | None = None
+    history: tuple[ConfigurationStats, ...] = ()

@@ -31,6 +31,12 @@ from unthrottle.engine.guardrails import (
     cooldown_remaining_ms,
     is_worth_rollout,
 )
+from unthrottle.model.names import (
+    BURST_ANNOTATION,
+    LAST_PATCHED_ANNOTATION,
+    PREVIOUS_RESOURCES_ANNOTATION,
+    ROLLBACK_ANNOTATION,
+)
 from unthrottle.model.policy import ThrottlePolicySpec
 from unthrottle.model.quantity import (
     MILLICORES_PER_CORE,
@@ -48,25 +54,14 @@ from unthrottle.model.recommendation import (
 from unthrottle.model.stats import ContainerResources
 from unthrottle.model.status import ContainerAction
 from unthrottle.model.workload import DeploymentInfo
-from unthrottle.sources.kubernetes import BURST_ANNOTATION
 
 __all__ = [
-    "BURST_ANNOTATION",
-    "LAST_PATCHED_ANNOTATION",
-    "PREVIOUS_RESOURCES_ANNOTATION",
-    "RECOMMENDATION_ANNOTATION",
-    "ROLLBACK_ANNOTATION",
     "ContainerDecision",
     "DeploymentDecision",
     "PatchContext",
     "decide",
     "rollback_patch",
 ]
-
-RECOMMENDATION_ANNOTATION = "unthrottle.dev/recommendation"
-PREVIOUS_RESOURCES_ANNOTATION = "unthrottle.dev/previous-resources"
-LAST_PATCHED_ANNOTATION = "unthrottle.dev/last-patched"
-ROLLBACK_ANNOTATION = "unthrottle.dev/rollback"
 
 
 @dataclass(frozen=True)

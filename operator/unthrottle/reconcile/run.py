@@ -25,15 +25,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from unthrottle.engine.recommend import recommend
+from unthrottle.model.names import (
+    AUTO_PATCH_LABEL,
+    LAST_PATCHED_ANNOTATION,
+    RECOMMENDATION_ANNOTATION,
+    ROLLBACK_ANNOTATION,
+)
 from unthrottle.model.policy import Mode, ThrottlePolicySpec
 from unthrottle.model.recommendation import NoRecommendation, RecommendationResult
 from unthrottle.model.stats import ContainerStats
 from unthrottle.model.status import Condition, ThrottlePolicyStatus
 from unthrottle.model.workload import DeploymentInfo
 from unthrottle.reconcile.patch import (
-    LAST_PATCHED_ANNOTATION,
-    RECOMMENDATION_ANNOTATION,
-    ROLLBACK_ANNOTATION,
     PatchContext,
     decide,
     rollback_patch,
@@ -62,14 +65,12 @@ from unthrottle.sources.kubernetes import KubernetesSource
 from unthrottle.sources.prometheus import PrometheusConfig, PrometheusError, PrometheusSource
 
 __all__ = [
-    "AUTO_PATCH_LABEL",
     "Instant",
     "OperatorSettings",
     "PassResult",
     "reconcile_policy",
 ]
 
-AUTO_PATCH_LABEL = "unthrottle.dev/auto-patch"
 MAX_OVERLAPS_LISTED = 20
 logger = logging.getLogger("unthrottle.reconcile")
 

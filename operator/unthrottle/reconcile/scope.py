@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from unthrottle.model.names import IGNORE_ANNOTATION, TIER_LABEL
 from unthrottle.model.policy import ThrottlePolicySpec, Tier
 from unthrottle.model.recommendation import NoRecommendation, NoRecommendationReason
 from unthrottle.model.stats import ContainerResources, ContainerStats
@@ -20,8 +21,6 @@ from unthrottle.model.workload import DeploymentInfo, WorkloadRef, WorkloadStats
 from unthrottle.sources.kubernetes import SYSTEM_NAMESPACES
 
 __all__ = [
-    "IGNORE_ANNOTATION",
-    "TIER_LABEL",
     "ContainerInScope",
     "OperatorScope",
     "Rival",
@@ -34,9 +33,6 @@ __all__ = [
     "split_governed",
     "tier_for",
 ]
-
-TIER_LABEL = "unthrottle.dev/tier"
-IGNORE_ANNOTATION = "unthrottle.dev/ignore"
 
 
 def is_ignored(deployment: DeploymentInfo) -> bool:

@@ -15,6 +15,7 @@ import base64
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from unthrottle.model.names import BURST_ANNOTATION, GROUP, POLICY_LABEL, VERSION
 from unthrottle.model.quantity import parse_bytes, parse_millicores
 from unthrottle.model.stats import ContainerResources, WebConcurrencySource
 from unthrottle.model.workload import DeploymentInfo, WorkloadRef
@@ -26,21 +27,13 @@ from unthrottle.sources.kubeapi import (
 )
 
 __all__ = [
-    "BURST_ANNOTATION",
-    "GROUP",
-    "POLICY_LABEL",
     "SYSTEM_NAMESPACES",
-    "VERSION",
     "KubernetesError",
     "KubernetesSource",
     "container_resources",
     "deployment_info",
 ]
 
-BURST_ANNOTATION = "unthrottle.dev/cpu-burst-us"
-POLICY_LABEL = "unthrottle.dev/policy"
-GROUP = "unthrottle.dev"
-VERSION = "v1alpha1"
 # Never in scope by default (DESIGN.md): the control plane's own namespaces.
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 

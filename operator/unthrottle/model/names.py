@@ -1,0 +1,43 @@
+"""The ``unthrottle.dev/*`` names users and tools rely on: labels, annotations, the API group.
+
+One home for every name of the contract in DESIGN.md ("Deployment annotations"), so a
+rename is one edit and the docs can point at one file.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "AUTO_PATCH_LABEL",
+    "BURST_ANNOTATION",
+    "GROUP",
+    "IGNORE_ANNOTATION",
+    "LAST_PATCHED_ANNOTATION",
+    "POLICY_LABEL",
+    "PREVIOUS_RESOURCES_ANNOTATION",
+    "RECOMMENDATION_ANNOTATION",
+    "ROLLBACK_ANNOTATION",
+    "TIER_LABEL",
+    "VERSION",
+]
+
+GROUP: Final = "unthrottle.dev"
+VERSION: Final = "v1alpha1"
+
+# Namespace label: AutoPatch acts only in namespaces labelled "enabled".
+AUTO_PATCH_LABEL: Final = "unthrottle.dev/auto-patch"
+# Deployment label: overrides the policy's tier.
+TIER_LABEL: Final = "unthrottle.dev/tier"
+# ThrottleRecommendation label: the policy that wrote it.
+POLICY_LABEL: Final = "unthrottle.dev/policy"
+
+# Deployment annotations.
+IGNORE_ANNOTATION: Final = "unthrottle.dev/ignore"  # "true": opted out
+RECOMMENDATION_ANNOTATION: Final = "unthrottle.dev/recommendation"  # JSON, all containers
+PREVIOUS_RESOURCES_ANNOTATION: Final = "unthrottle.dev/previous-resources"  # for rollback
+LAST_PATCHED_ANNOTATION: Final = "unthrottle.dev/last-patched"  # RFC 3339, starts cooldown
+ROLLBACK_ANNOTATION: Final = "unthrottle.dev/rollback"  # "true": restore previous-resources
+
+# Pod-template annotation: the CFS burst (µs) for a node agent to apply.
+BURST_ANNOTATION: Final = "unthrottle.dev/cpu-burst-us"
