@@ -41,6 +41,11 @@ class NoRecommendationReason(StrEnum):
     MISSING_METRICS = "missing-metrics"  # a required series was absent for this container
     METRICS_UNAVAILABLE = "metrics-unavailable"  # Prometheus failed or answered garbage
     INVALID_POLICY = "invalid-policy"  # the policy covering the workload does not validate
+    # The current configuration (the resources last applied) has too little history of
+    # its own; older configurations' counters belong to their own limits.
+    SETTLING = "settling"
+    # The evidence contradicts itself (e.g. throttled without a limit): nothing is patched.
+    CONTRADICTORY_EVIDENCE = "contradictory-evidence"
 
 
 class DemandModel(FrozenApiModel):

@@ -61,6 +61,7 @@ class ContainerAction(StrEnum):
     PATCHED = "Patched"  # the Deployment was patched with the recommendation
     SKIPPED = "Skipped"  # a recommendation exists but was not applied; ``reason`` says why
     INSUFFICIENT_DATA = "InsufficientData"  # too little history: no recommendation
+    SETTLING = "Settling"  # the current configuration is too new to judge; ``reason``: time left
 
 
 class Condition(FrozenApiModel):
