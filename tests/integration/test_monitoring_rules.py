@@ -31,8 +31,9 @@ def _labels(**labels: str) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
 
 
-def _container(pod: str, container: str, *, throttled_per_min: int, usage_per_min: float,
-               limit: str | None) -> list[dict[str, str]]:  # fmt: skip
+def _container(
+    pod: str, container: str, *, throttled_per_min: int, usage_per_min: float, limit: str | None
+) -> list[dict[str, str]]:
     """cAdvisor and kube-state-metrics series of one container for 30 minutes at 1m: 600
     CFS periods a minute (100 ms), ``throttled_per_min`` of them throttled."""
     where = _labels(namespace="shop", pod=pod, container=container, job="kubelet")
@@ -46,9 +47,13 @@ def _container(pod: str, container: str, *, throttled_per_min: int, usage_per_mi
     ]
     if limit is not None:
         ksm = _labels(
-            namespace="shop", pod=pod, container=container, resource="cpu", unit="core",
+            namespace="shop",
+            pod=pod,
+            container=container,
+            resource="cpu",
+            unit="core",
             job="kube-state-metrics",
-        )  # fmt: skip
+        )
         series.append(
             {"series": f"kube_pod_container_resource_limits{ksm}", "values": f"{limit}x30"}
         )
@@ -94,7 +99,7 @@ def _throttling_case() -> dict[str, Any]:
                         "value": 0.6,
                     }
                 ],
-            },  # fmt: skip
+            },
             {
                 "expr": USAGE_TO_LIMIT + '{pod="reports-1"}',
                 "eval_time": "20m",
@@ -105,7 +110,7 @@ def _throttling_case() -> dict[str, Any]:
                         "value": 0.1,
                     }
                 ],
-            },  # fmt: skip
+            },
         ],
         "alert_rule_test": [
             # Pending before 10 minutes of throttling, firing after.
@@ -132,9 +137,13 @@ def _throttling_case() -> dict[str, Any]:
 def _recommendation_case() -> dict[str, Any]:
     def gauges(workload: str, current: str, recommended: str) -> list[dict[str, str]]:
         where = _labels(
-            policy="production", namespace="shop", kind="Deployment", workload=workload,
-            container="app", **OPERATOR,
-        )  # fmt: skip
+            policy="production",
+            namespace="shop",
+            kind="Deployment",
+            workload=workload,
+            container="app",
+            **OPERATOR,
+        )
         return [
             {"series": f"unthrottle_container_cpu_limit_cores{where}", "values": current},
             {"series": f"unthrottle_recommended_cpu_limit_cores{where}", "values": recommended},
@@ -154,7 +163,7 @@ def _recommendation_case() -> dict[str, Any]:
                 "eval_time": "70h",
                 "alertname": "UnthrottleRecommendationNotApplied",
                 "exp_alerts": [],
-            },  # fmt: skip
+            },
             {
                 "eval_time": "80h",
                 "alertname": "UnthrottleRecommendationNotApplied",
@@ -171,7 +180,7 @@ def _recommendation_case() -> dict[str, Any]:
                         }
                     }
                 ],
-            },  # fmt: skip
+            },
         ],
     }
 
@@ -225,7 +234,7 @@ def _operator_case() -> dict[str, Any]:
                 "alertname": "UnthrottleOperatorDown",
                 "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
             },
-        ],  # fmt: skip
+        ],
     }
 
 
