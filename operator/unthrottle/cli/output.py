@@ -1,4 +1,7 @@
-"""Formatters for command output: JSON, YAML and plain-text tables. One of each."""
+"""Formatters for command output: JSON, YAML and plain-text tables. One of each.
+
+HTML (``unthrottle report -o html``) has its own module, :mod:`unthrottle.cli.html_report`.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ class OutputFormat(StrEnum):
     JSON = "json"
     YAML = "yaml"
     TABLE = "table"
+    HTML = "html"  # unthrottle report only
 
 
 def render_table(

@@ -45,7 +45,7 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--output",
         "-o",
-        choices=[f.value for f in OutputFormat],
+        choices=[f.value for f in OutputFormat if f is not OutputFormat.HTML],
         default=OutputFormat.JSON.value,
         help="output format (default json)",
     )

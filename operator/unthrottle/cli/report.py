@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from unthrottle.cli.html_report import render_html_report
 from unthrottle.cli.output import OutputFormat, render, render_table
 from unthrottle.engine.recommend import recommend
 from unthrottle.model.policy import ThrottlePolicySpec, Tier
@@ -151,6 +152,10 @@ def register(commands: Any) -> None:
         "-o",
         choices=[f.value for f in OutputFormat],
         default=OutputFormat.TABLE.value,
+        help="table (default), json, yaml, or html: one self-contained page with charts",
+    )
+    parser.add_argument(
+        "--output-file", metavar="FILE", help="write the report to FILE instead of stdout"
     )
     parser.set_defaults(run=run)
 
@@ -384,6 +389,16 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = _progress) -
         return EXIT_MISSING_SERIES
     rows = build_report(fetched, policy, deployments)
     document = report_document(rows, fetched, config.display_url)
-    table = render_report_table(rows)
-    sys.stdout.write(render(document, OutputFormat(args.output), table))
+    if args.output == OutputFormat.HTML:
+        window = format_duration(policy.window)
+        text = render_html_report(
+            rows, target=policy.throttle_target, source=config.display_url, window=window
+        )
+    else:
+        text = render(document, OutputFormat(args.output), render_report_table(rows))
+    if args.output_file:
+        Path(args.output_file).write_text(text, encoding="utf-8")
+        progress(f"wrote {args.output_file}")
+    else:
+        sys.stdout.write(text)
     return 0
