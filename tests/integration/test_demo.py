@@ -36,3 +36,6 @@ def test_demo_reports_every_scenario(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "quota-bound" in checkout["diagnosis"]
     assert "Prometheus is up at http://127.0.0.1:" in err
     assert (tmp_path / "scenarios.om").stat().st_size > 0
+    page = tmp_path / "report.html"
+    assert f"the report with charts, one page: {page}" in err
+    assert page.read_text().count('<section class="container"') == len(all_scenarios())

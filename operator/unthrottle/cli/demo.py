@@ -219,6 +219,19 @@ def _prometheus_demo(args: argparse.Namespace, workdir: Path) -> int:
             ]
         )
         code = report.run(report_args)
+        if code != 0:
+            return code
+        page = workdir / "report.html"
+        code = report.run(
+            parser.parse_args(
+                [
+                    *("report", "--prometheus-url", server.url, "--window", f"{args.hours}h"),
+                    *("--at", str((end_ms - 1) / 1000), "-o", "html", "--output-file", str(page)),
+                ]
+            ),
+            progress=lambda _: None,
+        )
+        _say(f"the report with charts, one page: {page}")
         if code != 0 or args.exit:
             return code
         print(

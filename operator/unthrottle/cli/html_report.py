@@ -37,6 +37,7 @@ RATIO_FLOOR = 1e-4
 WIDTH, HEIGHT = 560, 230
 LEFT, RIGHT, TOP, BOTTOM = 58, 18, 14, 40
 CURVE_POINTS = 160
+STRIP_LEFT = 104  # room for the bar names
 
 COLORS = {
     "usage": "#4a6fa5",
@@ -94,12 +95,12 @@ def _nice_step(span: float, ticks: int = 5) -> float:
 class _Axes:
     """A linear x (a quantity) and a linear or logarithmic y, in SVG coordinates."""
 
-    def __init__(self, x_max: float, log_y: bool) -> None:
-        self.x_max, self.log_y = x_max, log_y
-        self.width, self.height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    def __init__(self, x_max: float, log_y: bool, left: int = LEFT) -> None:
+        self.x_max, self.log_y, self.left = x_max, log_y, left
+        self.width, self.height = WIDTH - left - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x(self, value: float) -> float:
-        return LEFT + self.width * min(max(value, 0.0), self.x_max) / self.x_max
+        return self.left + self.width * min(max(value, 0.0), self.x_max) / self.x_max
 
     def y(self, value: float) -> float:
         if self.log_y:
@@ -124,7 +125,7 @@ class _Axes:
 
     def frame(self) -> str:
         return (
-            f'<rect x="{LEFT}" y="{TOP}" width="{self.width}" height="{self.height}" '
+            f'<rect x="{self.left}" y="{TOP}" width="{self.width}" height="{self.height}" '
             f'fill="none" stroke="{COLORS["axis"]}" stroke-width="0.8"/>'
         )
 
@@ -236,19 +237,19 @@ def _strip(
     tick_label: Callable[[float], str],
 ) -> str:
     """Horizontal bars (name, value, color) against vertical limit lines."""
-    axes = _Axes(max(x_max, 1.0), log_y=False)
+    axes = _Axes(max(x_max, 1.0), log_y=False, left=STRIP_LEFT)
     body = axes.x_ticks(tick_label)
     body.append(axes.frame())
     shown = [(n, v, c) for n, v, c in bars if v is not None]
     band = axes.height / max(len(shown), 1)
     for i, (name, value, color) in enumerate(shown):
         y = TOP + band * i + band * 0.22
-        width = axes.x(value) - LEFT
+        width = axes.x(value) - axes.left
         body.append(
-            f'<rect class="bar" data-name="{escape(name)}" x="{LEFT}" y="{y:.1f}" '
+            f'<rect class="bar" data-name="{escape(name)}" x="{axes.left}" y="{y:.1f}" '
             f'width="{width:.1f}" height="{band * 0.56:.1f}" fill="{color}" rx="2"/>'
-            f'<text x="{LEFT - 6}" y="{y + band * 0.28 + 4:.1f}" text-anchor="end">'
-            f'{escape(name)}</text><text x="{LEFT + width + 5:.1f}" '
+            f'<text x="{axes.left - 6}" y="{y + band * 0.28 + 4:.1f}" text-anchor="end">'
+            f'{escape(name)}</text><text x="{axes.left + width + 5:.1f}" '
             f'y="{y + band * 0.28 + 4:.1f}">{escape(tick_label(value))}</text>'
         )
     row = 0
