@@ -223,3 +223,19 @@ def test_optional_role_reads_only_the_named_secrets(
     assert not _can_i(kube, "watch", "secrets", namespace=ns)
     assert not _can_i(kube, "update", "secrets/prometheus-token", namespace=ns)
     assert not _can_i(kube, "get", "secrets/prometheus-token", namespace=namespace)
+
+
+def test_monitoring_kustomization_builds_with_the_embedded_kustomize(kube: KubeSandbox) -> None:
+    # kubectl 1.20's kustomize v2.0.3 must build manifests/monitoring/: the rule, the
+    # PodMonitor, and the dashboard ConfigMap generated with the Grafana sidecar's label.
+    # (No dry run: the sandbox has no Prometheus Operator CRDs.)
+    monitoring = MANIFESTS / "monitoring"
+    built = [d for d in yaml.safe_load_all(kube.kubectl("kustomize", str(monitoring)).stdout) if d]
+    by_kind = {o["kind"]: o for o in built}
+    assert sorted(by_kind) == ["ConfigMap", "PodMonitor", "PrometheusRule"]
+    config_map = by_kind["ConfigMap"]
+    assert config_map["metadata"]["name"] == "unthrottle-dashboard"
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = (monitoring / "dashboards" / "unthrottle.json").read_text()
+    assert config_map["data"]["unthrottle.json"] == dashboard
+    assert all(o["metadata"]["namespace"] == OPERATOR_NAMESPACE for o in built)
