@@ -23,8 +23,8 @@ import yaml
 
 from unthrottle.cli.html_report import render_html_report
 from unthrottle.cli.output import OutputFormat, render, render_table
-from unthrottle.engine.recommend import recommend
-from unthrottle.model.policy import ThrottlePolicySpec, Tier
+from unthrottle.model.names import SYSTEM_NAMESPACES
+from unthrottle.model.policy import Mode, ThrottlePolicySpec, Tier
 from unthrottle.model.quantity import (
     QuantityError,
     format_bytes,
@@ -38,9 +38,12 @@ from unthrottle.model.recommendation import (
 )
 from unthrottle.model.stats import ContainerResources, ContainerStats
 from unthrottle.model.workload import DeploymentInfo, WorkloadRef
-from unthrottle.reconcile.scope import join, policy_for
+from unthrottle.reconcile.plan import plan_pass
+from unthrottle.reconcile.read import prometheus_config
+from unthrottle.reconcile.scope import OperatorScope
+from unthrottle.reconcile.snapshot import ClusterSnapshot, Instant, MetricsSnapshot, PolicyObject
 from unthrottle.reconcile.status import change, cpu_text, current_of, memory_text, ratio_text
-from unthrottle.sources.kubernetes import SYSTEM_NAMESPACES, KubernetesError, KubernetesSource
+from unthrottle.sources.kubernetes import KubernetesError, KubernetesSource
 from unthrottle.sources.prometheus import (
     FetchResult,
     PrometheusConfig,
@@ -189,43 +192,63 @@ def _config(args: argparse.Namespace, policy: ThrottlePolicySpec) -> PrometheusC
     password = os.environ.get(PASSWORD_ENV)
     if args.password_file:
         password = Path(args.password_file).read_text(encoding="utf-8").strip()
-    return PrometheusConfig(
-        url=args.prometheus_url,
+    return prometheus_config(
+        policy,
+        args.prometheus_url,
         bearer_token=token or None,
         username=args.username,
         password=password if args.username else None,
         ca_bundle=args.ca_bundle,
         insecure_skip_verify=args.insecure_skip_verify,
         timeout_seconds=args.timeout,
-        extra_matchers={**policy.prometheus.match_labels, **_matchers(args.match)},
-        cfs_period_us=policy.cpu.cfs_period * 1000,
+        extra_matchers=_matchers(args.match),
     )
+
+
+REPORT_POLICY = "report"  # the name the report's plan runs under (it writes nothing)
 
 
 def build_report(
     fetched: FetchResult,
     policy: ThrottlePolicySpec,
     deployments: list[DeploymentInfo] | None = None,
+    *,
+    now: Instant | None = None,
 ) -> list[ReportRow]:
-    """The engine's answer for every container in scope.
+    """The engine's answer for every container in scope: the operator's own plan of a pass,
+    in Recommend mode, so the report and the operator cannot disagree on a number.
 
     With ``deployments`` (from the API server) the scope is those Deployments, with their
-    configuration, tier labels and opt-outs; without, every workload Prometheus knows.
+    configuration, tier labels and opt-outs; without, every workload Prometheus knows,
+    configured as kube-state-metrics saw its newest pods.
     """
-    rows = []
     if deployments is None:
-        for workload in sorted(fetched.workloads, key=lambda w: (w.ref.namespace, w.ref.name)):
-            for stats in workload.containers:
-                result = recommend(stats, policy)
-                rows.append(ReportRow(workload.ref, policy.tier, stats.container, stats, result))
-        return rows
-    for item in join(deployments, fetched.workloads):
-        applied = policy_for(item.deployment, policy)
-        if isinstance(item.stats, NoRecommendation):
-            rows.append(ReportRow(item.ref, applied.tier, item.container, None, item.stats))
-        else:
-            result = recommend(item.stats, applied)
-            rows.append(ReportRow(item.ref, applied.tier, item.container, item.stats, result))
+        deployments = [
+            DeploymentInfo(ref=w.ref, containers=tuple(s.container for s in w.containers))
+            for w in fetched.workloads
+        ]
+    snapshot = ClusterSnapshot(
+        bounds=OperatorScope(""),
+        namespace_labels=None,  # the scope was chosen when reading
+        deployments=tuple(deployments),
+        metrics=MetricsSnapshot(workloads=tuple(fetched.workloads), source=""),
+    )
+    recommend_only = policy.model_copy(update={"mode": Mode.RECOMMEND})
+    report = PolicyObject(REPORT_POLICY, 0, ("", REPORT_POLICY), recommend_only)
+    plan = plan_pass(report, snapshot, now or Instant.from_ms(int(fetched.end * 1000)))
+    rows = []
+    for outcome in plan.outcomes:
+        configured = {c.name: c for c in outcome.containers}
+        for decision in outcome.decision.containers:
+            rows.append(
+                ReportRow(
+                    outcome.ref,
+                    outcome.tier,
+                    configured[decision.name],
+                    outcome.stats.get(decision.name),
+                    decision.result,
+                )
+            )
     return rows
 
 

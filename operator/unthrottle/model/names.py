@@ -18,6 +18,7 @@ __all__ = [
     "PREVIOUS_RESOURCES_ANNOTATION",
     "RECOMMENDATION_ANNOTATION",
     "ROLLBACK_ANNOTATION",
+    "SYSTEM_NAMESPACES",
     "TIER_LABEL",
     "VERSION",
 ]
@@ -41,3 +42,6 @@ ROLLBACK_ANNOTATION: Final = "unthrottle.dev/rollback"  # "true": restore previo
 
 # Pod-template annotation: the CFS burst (µs) for a node agent to apply.
 BURST_ANNOTATION: Final = "unthrottle.dev/cpu-burst-us"
+
+# Never in scope by default (DESIGN.md): the control plane's own namespaces.
+SYSTEM_NAMESPACES: Final = frozenset({"kube-system", "kube-public", "kube-node-lease"})

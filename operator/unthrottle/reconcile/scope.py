@@ -13,12 +13,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from unthrottle.model.names import IGNORE_ANNOTATION, TIER_LABEL
+from unthrottle.model.names import IGNORE_ANNOTATION, SYSTEM_NAMESPACES, TIER_LABEL
 from unthrottle.model.policy import ThrottlePolicySpec, Tier
 from unthrottle.model.recommendation import NoRecommendation, NoRecommendationReason
 from unthrottle.model.stats import ContainerResources, ContainerStats
 from unthrottle.model.workload import DeploymentInfo, WorkloadRef, WorkloadStats
-from unthrottle.sources.kubernetes import SYSTEM_NAMESPACES
 
 __all__ = [
     "ContainerInScope",

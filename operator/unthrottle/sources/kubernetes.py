@@ -27,15 +27,11 @@ from unthrottle.sources.kubeapi import (
 )
 
 __all__ = [
-    "SYSTEM_NAMESPACES",
     "KubernetesError",
     "KubernetesSource",
     "container_resources",
     "deployment_info",
 ]
-
-# Never in scope by default (DESIGN.md): the control plane's own namespaces.
-SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 
 
 def _web_concurrency(

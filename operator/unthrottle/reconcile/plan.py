@@ -1,0 +1,395 @@
+"""The plan of one pass: every outcome of one policy over one snapshot, as values.
+
+:func:`plan_pass` is pure: a :class:`~unthrottle.reconcile.snapshot.ClusterSnapshot` and
+the time in, a :class:`PassPlan` out (no I/O, no clock). It reads like the pass it plans:
+
+1. the policy failed to read (no Prometheus, bad credentials, ...) → only its status;
+2. scope: the candidates this policy governs (older rivals first), and the overlaps;
+3. required series missing → only the status (``MissingSeries``);
+4. per container: the engine's recommendation under the policy as it applies to the
+   Deployment (tier label); per Deployment: the patch decision
+   (:func:`unthrottle.reconcile.patch.decide`) within the rollout slots left;
+5. per Deployment the writes: the patch or the recommendation annotation (only when it
+   changed), Events (a Skipped event only when the reason's code changed), the trec;
+6. trecs of Deployments the policy no longer governs are deleted; the policy's status.
+
+Rollbacks (``unthrottle.dev/rollback: "true"``) are planned apart
+(:func:`plan_rollbacks`): the pass applies them and reads the cluster again, so the same
+pass recommends from, and its trec shows, the restored resources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from unthrottle.engine.recommend import recommend
+from unthrottle.model.names import (
+    AUTO_PATCH_LABEL,
+    LAST_PATCHED_ANNOTATION,
+    RECOMMENDATION_ANNOTATION,
+    ROLLBACK_ANNOTATION,
+)
+from unthrottle.model.policy import Mode, ThrottlePolicySpec
+from unthrottle.model.recommendation import NoRecommendation, RecommendationResult
+from unthrottle.model.stats import ContainerStats
+from unthrottle.model.status import Condition, ThrottlePolicyStatus
+from unthrottle.model.workload import DeploymentInfo, WorkloadRef
+from unthrottle.reconcile.patch import PatchContext, decide, rollback_patch
+from unthrottle.reconcile.schedule import parse_timestamp_ms
+from unthrottle.reconcile.scope import (
+    is_ignored,
+    join,
+    namespaces_in_scope,
+    policy_for,
+    split_governed,
+)
+from unthrottle.reconcile.snapshot import ClusterSnapshot, Instant, PassFailure, PolicyObject
+from unthrottle.reconcile.status import (
+    WorkloadOutcome,
+    as_merge_patch,
+    condition,
+    policy_status,
+    recommendation_annotation,
+    trec_status,
+)
+
+__all__ = [
+    "MAX_OVERLAPS_LISTED",
+    "PassPlan",
+    "PlannedEvent",
+    "RollbackPlan",
+    "WorkloadPlan",
+    "auto_patch_namespaces",
+    "governed",
+    "plan_failure",
+    "plan_pass",
+    "plan_rollbacks",
+]
+
+MAX_OVERLAPS_LISTED = 20
+
+
+@dataclass(frozen=True)
+class PlannedEvent:
+    """A Kubernetes Event on a Deployment."""
+
+    reason: str
+    message: str
+    warning: bool = False
+
+
+@dataclass(frozen=True)
+class WorkloadPlan:
+    """Everything a pass writes for one Deployment, in the order it is written."""
+
+    deployment: DeploymentInfo
+    outcome: WorkloadOutcome
+    patch: dict[str, Any] | None  # strategic merge: owned fields + annotations
+    annotations: dict[str, str | None] | None  # merge patch of metadata.annotations only
+    events: tuple[PlannedEvent, ...]
+    trec_spec: dict[str, Any]
+    trec_status: dict[str, Any]  # a merge patch (empty strings unset)
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """A rollback asked for with ``unthrottle.dev/rollback: "true"``."""
+
+    deployment: DeploymentInfo
+    patch: dict[str, Any] | None  # strategic merge; None: nothing recorded to restore
+    annotations: dict[str, str | None] | None  # when there is no patch: drop the request
+    event: PlannedEvent
+
+
+@dataclass(frozen=True)
+class PassPlan:
+    """Every outcome of one pass of one policy."""
+
+    policy: str
+    ok: bool
+    status: ThrottlePolicyStatus
+    workloads: tuple[WorkloadPlan, ...] = ()
+    stale_recommendations: tuple[tuple[str, str], ...] = ()  # (namespace, name) to delete
+    message: str = ""
+    prometheus_error: bool = False
+
+    @property
+    def outcomes(self) -> tuple[WorkloadOutcome, ...]:
+        return tuple(w.outcome for w in self.workloads)
+
+
+def _condition(
+    kind: str, ok: bool, reason: str, message: str, *, generation: int, now: Instant
+) -> Condition:
+    return condition(kind, ok, reason, message, now_text=now.text, generation=generation)
+
+
+def plan_failure(
+    name: str,
+    generation: int,
+    previous: ThrottlePolicyStatus | None,
+    failure: PassFailure,
+    now: Instant,
+) -> PassPlan:
+    """No writes to workloads; the policy's status says why."""
+    conditions = [
+        _condition("Ready", False, failure.reason, failure.message, generation=generation, now=now)
+    ]
+    if failure.prometheus is not None:
+        ok = failure.prometheus
+        conditions.append(
+            _condition(
+                "PrometheusReachable",
+                ok,
+                "Answered" if ok else failure.reason,
+                "" if ok else failure.message,
+                generation=generation,
+                now=now,
+            )
+        )
+    status = policy_status(
+        [],
+        conditions,
+        previous,
+        generation=generation,
+        now_text=now.text,
+        target=0.0,
+        message=failure.message,
+    )
+    return PassPlan(
+        name,
+        ok=False,
+        status=status,
+        message=f"{failure.reason}: {failure.message}",
+        prometheus_error=failure.prometheus is False,
+    )
+
+
+def governed(
+    policy: PolicyObject, snapshot: ClusterSnapshot
+) -> tuple[list[DeploymentInfo], list[str]]:
+    """The candidates this policy governs, and the overlaps to state in its status."""
+    if snapshot.namespace_labels is None:
+        return list(snapshot.deployments), []
+    found, overlaps = split_governed(
+        policy.precedence,
+        snapshot.rivals,
+        snapshot.deployments,
+        snapshot.namespace_labels,
+        snapshot.bounds,
+    )
+    return found, overlaps[:MAX_OVERLAPS_LISTED]
+
+
+def policy_namespaces(policy: PolicyObject, snapshot: ClusterSnapshot) -> list[str]:
+    """The namespaces a policy covers (the report without the API server: all it was given)."""
+    if snapshot.namespace_labels is None:
+        return sorted({d.ref.namespace for d in snapshot.deployments})
+    return namespaces_in_scope(policy.spec, snapshot.namespace_labels, snapshot.bounds)
+
+
+def auto_patch_namespaces(
+    spec: ThrottlePolicySpec,
+    deployments: Iterable[DeploymentInfo],
+    labels: Mapping[str, Mapping[str, str]] | None,
+) -> frozenset[str]:
+    """Namespaces where this policy may patch: mode AutoPatch and the namespace labelled."""
+    if spec.mode is not Mode.AUTO_PATCH or labels is None:
+        return frozenset()
+    return frozenset(
+        d.ref.namespace
+        for d in deployments
+        if labels.get(d.ref.namespace, {}).get(AUTO_PATCH_LABEL) == "enabled"
+    )
+
+
+def plan_rollbacks(snapshot: ClusterSnapshot, now: Instant) -> tuple[RollbackPlan, ...]:
+    """Rollbacks asked for on Deployments in scope (not opted out)."""
+    plans = []
+    for deployment in snapshot.deployments:
+        if is_ignored(deployment):
+            continue
+        if deployment.annotations.get(ROLLBACK_ANNOTATION, "").lower() != "true":
+            continue
+        body = rollback_patch(deployment, now.text)
+        if body is None:
+            event = PlannedEvent(
+                "RollbackImpossible", "no unthrottle.dev/previous-resources to restore", True
+            )
+            plans.append(RollbackPlan(deployment, None, {ROLLBACK_ANNOTATION: None}, event))
+        else:
+            event = PlannedEvent(
+                "RolledBack", "restored the resources recorded before the last patch"
+            )
+            plans.append(RollbackPlan(deployment, body, None, event))
+    return tuple(plans)
+
+
+Row = tuple[str, RecommendationResult, ContainerStats | None]
+
+
+def _recommend_all(
+    deployments: Sequence[DeploymentInfo], snapshot: ClusterSnapshot, spec: ThrottlePolicySpec
+) -> dict[WorkloadRef, list[Row]]:
+    assert snapshot.metrics is not None
+    rows: dict[WorkloadRef, list[Row]] = {}
+    for item in join(deployments, snapshot.metrics.workloads):
+        applied = policy_for(item.deployment, spec)
+        if isinstance(item.stats, NoRecommendation):
+            row: Row = (item.container.name, item.stats, None)
+        else:
+            row = (item.container.name, recommend(item.stats, applied), item.stats)
+        rows.setdefault(item.ref, []).append(row)
+    return rows
+
+
+def _first_code(trec: Mapping[str, Any]) -> str:
+    containers = trec.get("containers") or []
+    return str(containers[0].get("reason", "")).partition(":")[0] if containers else ""
+
+
+def _patched_message(outcome: WorkloadOutcome) -> str:
+    parts = []
+    for decision in outcome.decision.containers:
+        applied = decision.applied
+        if applied is None:
+            continue
+        limit = "none" if applied.cpu_limit is None else f"{applied.cpu_limit}m"
+        parts.append(f"{decision.name}: cpu {applied.cpu_request}m/{limit}")
+    return "patched " + "; ".join(parts)
+
+
+def _plan_workload(
+    policy: PolicyObject,
+    *,
+    deployment: DeploymentInfo,
+    rows: list[Row],
+    context: PatchContext,
+    previous: Mapping[str, Any],
+    now: Instant,
+) -> WorkloadPlan:
+    applied = policy_for(deployment, policy.spec)
+    decision = decide(deployment, {n: r for n, r, _ in rows}, applied, context)
+    outcome = WorkloadOutcome(
+        ref=deployment.ref,
+        tier=applied.tier,
+        containers=deployment.containers,
+        stats={n: s for n, _, s in rows if s is not None},
+        decision=decision,
+    )
+    annotation = recommendation_annotation(outcome, policy.name)
+    events: list[PlannedEvent] = []
+    patch: dict[str, Any] | None = None
+    annotations: dict[str, str | None] | None = None
+    if decision.patch is not None:
+        patch = decision.patch
+        patch["metadata"]["annotations"][RECOMMENDATION_ANNOTATION] = annotation
+        events.append(PlannedEvent("Patched", _patched_message(outcome)))
+    elif deployment.annotations.get(RECOMMENDATION_ANNOTATION) != annotation:
+        annotations = {RECOMMENDATION_ANNOTATION: annotation}
+    summary = previous.get("summary") or {}
+    if (
+        context.auto_patch
+        and decision.skip_reason
+        and (summary.get("action") != "Skipped" or _first_code(previous) != decision.skip_code)
+    ):
+        events.append(PlannedEvent("Skipped", decision.skip_reason))
+    status = trec_status(outcome, policy.name, now.text)
+    return WorkloadPlan(
+        deployment=deployment,
+        outcome=outcome,
+        patch=patch,
+        annotations=annotations,
+        events=tuple(events),
+        trec_spec={
+            "targetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": deployment.ref.name,
+            },
+            "policy": policy.name,
+        },
+        trec_status=as_merge_patch(status.model_dump(mode="json", by_alias=True)),
+    )
+
+
+def plan_pass(policy: PolicyObject, snapshot: ClusterSnapshot, now: Instant) -> PassPlan:
+    """Every outcome of one pass of ``policy`` over ``snapshot`` at ``now``."""
+    if snapshot.failure is not None:
+        return plan_failure(policy.name, policy.generation, policy.previous, snapshot.failure, now)
+    metrics = snapshot.metrics
+    assert metrics is not None, "a snapshot without a failure has metrics"
+    deployments, overlaps = governed(policy, snapshot)
+    if metrics.missing_series and deployments:
+        missing = ", ".join(sorted(metrics.missing_series))
+        failure = PassFailure(
+            "MissingSeries", f"required series missing in {metrics.source}: {missing}", True
+        )
+        return plan_failure(policy.name, policy.generation, policy.previous, failure, now)
+    spec = policy.spec
+    auto = auto_patch_namespaces(spec, deployments, snapshot.namespace_labels)
+    # Rollouts the operator started and that are still going take slots.
+    in_progress = sum(
+        1
+        for d in deployments
+        if d.ref.namespace in auto
+        and d.rollout_in_progress
+        and LAST_PATCHED_ANNOTATION in d.annotations
+    )
+    slots = spec.patch.max_concurrent_rollouts - in_progress
+    rows = _recommend_all(deployments, snapshot, spec)
+    plans: list[WorkloadPlan] = []
+    for deployment in sorted(deployments, key=lambda d: (d.ref.namespace, d.ref.name)):
+        if deployment.ref not in rows:
+            continue  # opted out
+        context = PatchContext(
+            auto_patch=deployment.ref.namespace in auto,
+            now_ms=now.ms,
+            now_text=now.text,
+            data_partial=metrics.partial,
+            hpa_on_cpu=(deployment.ref.namespace, deployment.ref.name) in snapshot.cpu_autoscaled,
+            last_patched_ms=parse_timestamp_ms(deployment.annotations.get(LAST_PATCHED_ANNOTATION)),
+            rollout_slots=slots,
+        )
+        key = (deployment.ref.namespace, deployment.ref.name)
+        plan = _plan_workload(
+            policy,
+            deployment=deployment,
+            rows=rows[deployment.ref],
+            context=context,
+            previous=snapshot.recommendations.get(key, {}),
+            now=now,
+        )
+        if plan.patch is not None:
+            slots -= 1
+        plans.append(plan)
+    kept = {(p.deployment.ref.namespace, p.deployment.ref.name) for p in plans}
+    stale = tuple(sorted(key for key in snapshot.recommendations if key not in kept))
+    conditions = [
+        _condition(
+            "Ready",
+            True,
+            "Reconciled",
+            f"{len(plans)} workloads",
+            generation=policy.generation,
+            now=now,
+        ),
+        _condition(
+            "PrometheusReachable", True, "Answered", "", generation=policy.generation, now=now
+        ),
+    ]
+    status = policy_status(
+        [p.outcome for p in plans],
+        conditions,
+        policy.previous,
+        generation=policy.generation,
+        now_text=now.text,
+        target=spec.throttle_target,
+        overlaps=overlaps,
+        message="Prometheus warned the data may be partial; nothing was patched"
+        if metrics.partial
+        else "",
+    )
+    return PassPlan(policy.name, True, status, tuple(plans), stale, status.message)
