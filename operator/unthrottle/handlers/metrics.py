@@ -24,7 +24,9 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from unthrottle.model.names import LAST_PATCHED_ANNOTATION
 from unthrottle.model.recommendation import Recommendation
+from unthrottle.reconcile.plan import PassPlan
 from unthrottle.reconcile.run import PassResult
 from unthrottle.reconcile.schedule import DEFAULT_INTERVAL_MS, parse_timestamp_ms
 from unthrottle.reconcile.status import WorkloadOutcome
@@ -58,6 +60,12 @@ PROMETHEUS_ERRORS = Counter(
 )
 FAILED = Counter(
     "unthrottle_reconcile_failures_total", "Passes that failed on the API server", ["policy"]
+)
+PASS_STEP_SECONDS = Histogram(
+    "unthrottle_pass_step_seconds",
+    "Time of each step of a pass (read, prometheus, plan, apply)",
+    ["policy", "step"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
 LAST_PASS = Gauge(
     "unthrottle_last_pass_timestamp_seconds",
@@ -221,6 +229,10 @@ def record_pass(
         FAILED.labels(policy).inc()
         return
     RECONCILE_SECONDS.labels(policy).observe(result.seconds)
+    for step, seconds in result.steps.items():
+        PASS_STEP_SECONDS.labels(policy, step).observe(seconds)
+    if result.plan is not None and result.plan.ok:
+        record_recommendations(policy, plan_gauges(result.plan))
     WORKLOADS.labels(policy).set(result.workloads)
     THROTTLED.labels(policy).set(result.throttled)
     if result.prometheus_error:
@@ -257,6 +269,17 @@ def container_gauges(
                 last_patched_seconds=None if patched_ms is None else patched_ms / 1000,
             )
         )
+    return gauges
+
+
+def plan_gauges(plan: PassPlan) -> list[ContainerGauge]:
+    """The gauges of every Deployment a pass governed, as they are once its plan is written."""
+    gauges: list[ContainerGauge] = []
+    for workload in plan.workloads:
+        annotations = (workload.patch or {}).get("metadata", {}).get("annotations", {})
+        before = workload.deployment.annotations.get(LAST_PATCHED_ANNOTATION)
+        last_patched = annotations.get(LAST_PATCHED_ANNOTATION) or before
+        gauges += container_gauges(workload.outcome, last_patched)
     return gauges
 
 

@@ -17,8 +17,9 @@ from typing import Any
 
 import kopf
 
-from unthrottle.handlers.metrics import record_pass
+from unthrottle.handlers.metrics import forget_policy, record_pass
 from unthrottle.model.names import GROUP, VERSION
+from unthrottle.model.quantity import QuantityError, parse_duration_ms
 from unthrottle.reconcile.run import Instant, OperatorSettings, reconcile_policy
 from unthrottle.reconcile.schedule import is_due
 from unthrottle.sources.kubeapi import KubernetesError
@@ -61,6 +62,13 @@ def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
     return kopf.ConnectionInfo(**memo.kube.api.credentials())
 
 
+def _interval_seconds(policy: dict[str, Any]) -> float | None:
+    try:
+        return parse_duration_ms(str((policy.get("spec") or {}).get("interval") or "10m")) / 1000
+    except QuantityError:
+        return None  # the pass reports the invalid spec
+
+
 async def _pass(body: kopf.Body, memo: Any) -> None:
     assert isinstance(memo, OperatorMemo)
     if memo.lock is None:
@@ -76,7 +84,7 @@ async def _pass(body: kopf.Body, memo: Any) -> None:
         record_pass(body["metadata"]["name"], None)
         kopf.warn(body, reason="ReconcileFailed", message=str(exc))
         raise kopf.TemporaryError(str(exc), delay=60) from exc
-    record_pass(result.policy, result)
+    record_pass(result.policy, result, interval_seconds=_interval_seconds(policy))
     if not result.ok:
         kopf.warn(body, reason="NotReconciled", message=result.message)
 
@@ -92,3 +100,9 @@ async def reconcile_now(body: kopf.Body, memo: Any, **_: Any) -> None:
 async def reconcile_when_due(body: kopf.Body, memo: Any, **_: Any) -> None:
     if is_due(body, int(datetime.now(UTC).timestamp() * 1000)):
         await _pass(body, memo)
+
+
+@kopf.on.delete(*RESOURCE, optional=True)
+async def forget(body: kopf.Body, **_: Any) -> None:
+    """A deleted policy's per-container series go with it."""
+    forget_policy(body["metadata"]["name"])
