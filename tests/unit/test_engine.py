@@ -261,7 +261,7 @@ def test_workers_mismatch_brings_workers_down_to_cores() -> None:
 
 
 def test_unset_limit_is_kept_when_workers_read_limits_cpu() -> None:
-    # Removing the limit would hand the downward API the node's cores (DESIGN.md).
+    # Removing the limit would hand the downward API the node's cores (docs/recommendations.md).
     s = stats(
         {"cpuRequest": "500m", "cpuLimit": "1", "webConcurrencyFrom": "limits.cpu"},
         STEADY,

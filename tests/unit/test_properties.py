@@ -2,7 +2,7 @@
 
 The statistics are built through the public JSON shape (camelCase, CPU in cores, CPU
 quantities as text), so what is tested is what ``unthrottle recommend`` and the operator
-hand the engine. Every property below is one the issue or DESIGN.md states.
+hand the engine. Every property below is one docs/recommendations.md states.
 """
 
 from __future__ import annotations

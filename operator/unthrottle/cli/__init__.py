@@ -11,9 +11,6 @@ from unthrottle.cli import demo, recommend, report, run
 
 __all__ = ["main"]
 
-EXIT_OK = 0
-EXIT_USAGE = 2
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -1,6 +1,6 @@
 """The ``unthrottle.dev/*`` names users and tools rely on: labels, annotations, the API group.
 
-One home for every name of the contract in DESIGN.md ("Deployment annotations"), so a
+One home for every name of the contract in docs/policy-reference.md and docs/operating.md, so a
 rename is one edit and the docs can point at one file.
 """
 
@@ -43,5 +43,5 @@ ROLLBACK_ANNOTATION: Final = "unthrottle.dev/rollback"  # "true": restore previo
 # Pod-template annotation: the CFS burst (µs) for a node agent to apply.
 BURST_ANNOTATION: Final = "unthrottle.dev/cpu-burst-us"
 
-# Never in scope by default (DESIGN.md): the control plane's own namespaces.
+# Never in scope by default (docs/policy-reference.md): the control plane's own namespaces.
 SYSTEM_NAMESPACES: Final = frozenset({"kube-system", "kube-public", "kube-node-lease"})

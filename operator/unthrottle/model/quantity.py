@@ -31,7 +31,6 @@ __all__ = [
 ]
 
 MILLICORES_PER_CORE = 1000
-MS_PER_SECOND = 1000
 # Kubernetes holds a quantity in an int64 (millicores for CPU, bytes for memory); larger
 # values are input errors here too, not integers too large for the engine's floats.
 _MAX_QUANTITY = Decimal(2**63 - 1)

@@ -1,6 +1,6 @@
 """One container's statistics over a window: the input of the recommendation engine.
 
-The Prometheus source builds these from the series listed in DESIGN.md ("Data it reads");
+The Prometheus source builds these from the series listed in docs/install.md ("Prerequisites");
 ``unthrottle recommend`` reads them from JSON. Field aliases are the JSON contract of
 ``docs/cli.md``. CPU rates are held as integer millicores (``0.35`` cores → 350), memory
 as bytes. Optional fields are the optional series: a default kube-prometheus-stack install

@@ -1,1 +1,1 @@
-"""One pass for one policy: fetch, decide, write. Filled in by the operator issue."""
+"""One pass for one policy: read a snapshot, plan from it (pure), apply the plan."""

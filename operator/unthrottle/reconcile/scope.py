@@ -3,7 +3,7 @@
 The API server says what each Deployment is configured with (its containers' resources,
 where WEB_CONCURRENCY comes from, the burst annotation, its labels); Prometheus says how
 it behaved. This module joins the two for the report and for reconcile, and applies the
-per-Deployment overrides of DESIGN.md: the ``unthrottle.dev/tier`` label and the
+per-Deployment overrides of docs/policy-reference.md: the ``unthrottle.dev/tier`` label and the
 ``unthrottle.dev/ignore: "true"`` annotation.
 """
 

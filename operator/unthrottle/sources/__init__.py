@@ -1,1 +1,2 @@
-"""Adapters to the outside world (Prometheus, the Kubernetes API). Filled in by later issues."""
+"""Adapters to the outside world: Prometheus (the statistics) and the Kubernetes API (the
+workloads, and every write the operator makes)."""
