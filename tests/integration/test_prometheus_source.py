@@ -35,14 +35,12 @@ from unthrottle.sandbox.prometheus import PrometheusFactory, PrometheusServer, f
 from unthrottle.sim.openmetrics import iter_openmetrics, render_openmetrics, replicaset_name
 from unthrottle.sim.scenarios import Scenario, all_scenarios, fleet, scenario
 from unthrottle.sources.prometheus import (
-    KSM_SERIES,
-    SPEC_PERIOD,
-    THROTTLED_SECONDS,
     FetchResult,
     PrometheusConfig,
     PrometheusError,
     PrometheusSource,
 )
+from unthrottle.sources.prometheus_queries import KSM_SERIES, SPEC_PERIOD, THROTTLED_SECONDS
 
 pytestmark = pytest.mark.integration
 

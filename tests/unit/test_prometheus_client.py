@@ -20,12 +20,8 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from unthrottle.sources.prometheus import (
-    REQUIRED_SERIES,
-    PrometheusConfig,
-    PrometheusError,
-    PrometheusSource,
-)
+from unthrottle.sources.prometheus import PrometheusConfig, PrometheusError, PrometheusSource
+from unthrottle.sources.prometheus_queries import REQUIRED_SERIES
 
 
 @dataclass

@@ -15,12 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from unthrottle.sources.prometheus import (
-    PrometheusConfig,
-    QueryBuilder,
-    Resolution,
-    plan_chunks,
-)
+from unthrottle.sources.prometheus_http import PrometheusConfig
+from unthrottle.sources.prometheus_queries import QueryBuilder, Resolution, plan_chunks
 from unthrottle.sources.promql import Matcher, label_name, quote, regex_escape, selector
 
 HOSTILE = ['a"b', "c\\d", "e\nf", "x|.*", "}", '"}) or vector(1) or ({"', "\t\r\x00\x7f", ".*"]
