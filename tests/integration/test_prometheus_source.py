@@ -253,16 +253,23 @@ def test_pause_container_and_pod_cgroup_are_not_counted(data: Data) -> None:
         assert stats.memory.rss_bytes.max == app_rss
 
 
-def test_rollout_mid_window_is_one_workload(data: Data) -> None:
+def test_rollout_mid_window_is_one_workload_of_two_configurations(data: Data) -> None:
     old, new = _rollout()
     workload = _workload(data.fetch(namespaces=["rollout"]), "rollout", "web")
     assert workload.pods == old.replicas + new.replicas
     stats = _only(workload)
-    # Current resources come from the newest pods, the ReplicaSet rolled out last.
+    # The current configuration is the newest pods', the ReplicaSet rolled out last ...
     assert stats.container.cpu_limit == 600
-    # Each half was covered by a ReplicaSet, so together they cover the whole window.
-    steps = HOURS * 3600 // 30
-    assert steps - 6 <= stats.cpu.samples <= steps
+    # ... with the history of the old one, each judged against its own limit.
+    assert [h.container.cpu_limit for h in stats.history] == [300]
+    previous = stats.history[0]
+    assert previous.cpu.throttled_period_ratio > 0.9
+    assert stats.cpu.throttled_period_ratio < previous.cpu.throttled_period_ratio
+    # Each half was covered by one ReplicaSet: each configuration has its own half (the
+    # old pods' rate lasts a rate range past their last sample).
+    half = HOURS * 3600 // 30 // 2
+    assert half - 6 <= stats.cpu.samples <= half + 1
+    assert half - 6 <= previous.cpu.samples <= half + 6
 
 
 def test_default_shape_has_no_throttled_seconds(data: Data) -> None:

@@ -57,15 +57,34 @@ old container's series lingering after a restart, is not added to the new one).
   series), summed over pods. kube-state-metrics keeps only the last reason, so this is an
   estimate.
 - Requests and limits: ``last_over_time(kube_pod_container_resource_requests|limits{
-  resource="cpu"|"memory"}[W])`` per pod, taken from the Deployment's newest pod (the
-  one whose usage was seen last), so that a rollout mid-window reports the new values.
-  CPU cores become millicores rounded up; memory is bytes.
+  resource="cpu"|"memory"}[W])`` per pod: the resources *that pod* ran with (its
+  configuration, below). CPU cores become millicores rounded up; memory is bytes.
 - Pods to Deployments: ``kube_pod_owner{owner_kind="ReplicaSet"}`` and
   ``kube_replicaset_owner{owner_kind="Deployment"}``, each ``max_over_time`` over the
   window so that pods and ReplicaSets that came and went still map (pods of every owner
   kind are read, to size chunks; only Deployments' become workloads); a caller that knows
   more (the API server) passes ``replicaset_owners``, and a pod without a
   ``kube_pod_owner`` row is then matched to a known ReplicaSet by its name.
+
+History belongs to a configuration
+    A window may hold pods that ran with different requests and limits (before and after
+    a patch, a user's edit). A *configuration* of a (Deployment, container) is a pod's
+    (cpu request, cpu limit, memory request, memory limit) for that container, as
+    kube-state-metrics last reported it in the window. The pods are grouped by it and
+    every statistic above is computed over one configuration's pods only: its throttle
+    ratio pools its own pods' periods, its samples are the union of its own pods' step
+    ranges, its memory its own pods'. The ``ContainerStats`` of the container is the
+    *newest* configuration (the one whose pods' usage was seen last) with its own
+    resources; ``history`` holds the others, newest first, each a ``ConfigurationStats``
+    with its own resources. Throttling under an old limit is never charged to the new one:
+    300m pods throttled in 98% of their periods for 20 minutes, then 2-core pods
+    unthrottled for 2 minutes, give a current configuration of 2 cores with its own 2
+    minutes of samples and ratio, and a history of one configuration, 300m at 98%.
+    A pod without any resource row (a kube-state-metrics gap, a pod it has not listed yet)
+    joins the configuration its ReplicaSet's other pods have (the most common, if they
+    differ), else the newest; when no pod has a row (no kube-state-metrics, or a
+    container without requests and limits) the pods form one configuration of unknown
+    resources. A configuration without usage series is left out.
 
 Required series that do not exist (under the extra matchers, in any namespace) are
 reported as missing (:meth:`Ksm.series_report`). Two kinds are absent on a healthy cluster
@@ -88,6 +107,7 @@ from typing import Final
 
 from unthrottle.model.quantity import parse_bytes, parse_cores
 from unthrottle.model.stats import (
+    ConfigurationStats,
     ContainerResources,
     ContainerStats,
     CpuStats,
@@ -117,12 +137,14 @@ __all__ = ["SIGNED_STATS", "Ksm", "Owners", "Tables", "assemble"]
 
 Key = tuple[str, str, str]  # (namespace, pod, container)
 PodKey = tuple[str, str]  # (namespace, pod)
+# (cpu request, cpu limit, memory request, memory limit): millicores and bytes.
+Configuration = tuple[int | None, int | None, int | None, int | None]
+_UNKNOWN: Final[Configuration] = (None, None, None, None)
 
 # Statistics that may be negative (every other negative value is dropped as garbage).
 SIGNED_STATS: Final = frozenset({"rss_slope"})
-_CONTAINER_STATS_KSM: Final = frozenset(
-    {"cpu_request", "cpu_limit", "memory_request", "memory_limit", "oom", "restarts"}
-)
+_RESOURCE_STATS: Final = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
+_CONTAINER_STATS_KSM: Final = frozenset({*_RESOURCE_STATS, "oom", "restarts"})
 
 
 def _key(labels: Mapping[str, str]) -> Key | None:
@@ -288,7 +310,7 @@ def assemble(
                 unowned.add((namespace, pod))
             continue
         groups[(namespace, deployment)][container].append(key)
-    pods_data = _Pods(tables, ksm.tables, resolution, cfs_period_us)
+    pods_data = _Pods(tables, ksm.tables, resolution, cfs_period_us, owners)
     workloads: list[WorkloadStats] = []
     for (namespace, deployment), containers in sorted(groups.items()):
         stats: list[ContainerStats] = []
@@ -312,6 +334,7 @@ class _Pods:
     k: Tables  # kube-state-metrics statistics
     resolution: Resolution
     cfs_period_us: int
+    owners: Owners
 
     def weights(self, keys: Iterable[Key]) -> dict[Key, float]:
         """Usage sample counts of the keys that have any."""
@@ -323,30 +346,82 @@ class _Pods:
         last = self.t["last"].get(key, -math.inf)
         return (last, last - self.t["count"].get(key, 0) * self.resolution.step_seconds)
 
-    def resources(self, name: str, keys: Iterable[Key]) -> ContainerResources:
-        """Requests and limits of the newest pod that has each."""
-        ordered = sorted(keys, key=self.recency, reverse=True)
+    def configuration(self, key: Key) -> Configuration | None:
+        """The pod's requests and limits for the container (None: no resource row)."""
+        cpu_request, cpu_limit, memory_request, memory_limit = (
+            self.k[stat].get(key) for stat in _RESOURCE_STATS
+        )
+        if (cpu_request, cpu_limit, memory_request, memory_limit) == _UNKNOWN:
+            return None
+        return (
+            None if cpu_request is None else parse_cores(cpu_request),
+            None if cpu_limit is None else parse_cores(cpu_limit),
+            None if memory_request is None else parse_bytes(memory_request),
+            None if memory_limit is None else parse_bytes(memory_limit),
+        )
 
-        def newest(stat: str) -> float | None:
-            return next((self.k[stat][key] for key in ordered if key in self.k[stat]), None)
+    def configurations(self, keys: list[Key]) -> list[tuple[Configuration, list[Key]]]:
+        """The container's pods grouped by configuration, newest (seen last) first.
 
-        cpu_request, cpu_limit = newest("cpu_request"), newest("cpu_limit")
-        memory_request, memory_limit = newest("memory_request"), newest("memory_limit")
-        return ContainerResources(
-            name=name,
-            cpu_request=None if cpu_request is None else parse_cores(cpu_request),
-            cpu_limit=None if cpu_limit is None else parse_cores(cpu_limit),
-            memory_request=None if memory_request is None else parse_bytes(memory_request),
-            memory_limit=None if memory_limit is None else parse_bytes(memory_limit),
+        A pod without resource rows joins the configuration of its ReplicaSet's other
+        pods, else the newest one; without any row at all, every pod is one configuration
+        of unknown resources (see the module docstring).
+        """
+        known: dict[Configuration, list[Key]] = defaultdict(list)
+        per_replicaset: dict[str | None, dict[Configuration, int]] = defaultdict(dict)
+        orphans: list[Key] = []
+        for key in keys:
+            configuration = self.configuration(key)
+            if configuration is None:
+                orphans.append(key)
+                continue
+            known[configuration].append(key)
+            seen = per_replicaset[self.owners.replicaset(key[0], key[1])]
+            seen[configuration] = seen.get(configuration, 0) + 1
+        if not known:
+            return [(_UNKNOWN, keys)] if keys else []
+
+        def recency(configuration: Configuration) -> tuple[float, float]:
+            return max(self.recency(key) for key in known[configuration])
+
+        ordered = sorted(known, key=recency, reverse=True)
+        for key in orphans:
+            siblings = per_replicaset.get(self.owners.replicaset(key[0], key[1]))
+            # Pods of one ReplicaSet share a template: the most common of its siblings'.
+            home = max(siblings, key=lambda c: siblings[c]) if siblings else ordered[0]
+            known[home].append(key)
+        return sorted(
+            ((c, known[c]) for c in known), key=lambda item: recency(item[0]), reverse=True
         )
 
     def container_stats(self, name: str, keys: list[Key]) -> ContainerStats | None:
-        """The statistics of one container over the given pods (None: no usage series)."""
-        cpu = self.cpu(keys)
-        if cpu is None:
+        """The newest configuration's statistics, with the older ones as history.
+
+        None when no configuration has usage series (nothing to size from).
+        """
+        built: list[ConfigurationStats] = []
+        for configuration, group in self.configurations(keys):
+            cpu = self.cpu(group)
+            if cpu is not None:
+                cpu_request, cpu_limit, memory_request, memory_limit = configuration
+                resources = ContainerResources(
+                    name=name,
+                    cpu_request=cpu_request,
+                    cpu_limit=cpu_limit,
+                    memory_request=memory_request,
+                    memory_limit=memory_limit,
+                )
+                built.append(
+                    ConfigurationStats(container=resources, cpu=cpu, memory=self.memory(group))
+                )
+        if not built:
             return None
+        current, *history = built
         return ContainerStats(
-            container=self.resources(name, keys), cpu=cpu, memory=self.memory(keys)
+            container=current.container,
+            cpu=current.cpu,
+            memory=current.memory,
+            history=tuple(history),
         )
 
     def usage(self, keys: list[Key], weights: Mapping[Key, float]) -> UsagePercentiles | None:
