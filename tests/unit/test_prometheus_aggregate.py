@@ -23,10 +23,13 @@ def pod(
     minutes: int,
     ends_at_minute: int,
     throttled: float,
+    listed: bool = True,
 ) -> None:
     """One pod of Deployment ``web`` with container ``app``: its rows as the queries give them."""
     labels = {"namespace": "shop", "pod": name, "container": "app"}
-    ksm.add("pod_owner", {**labels, "owner_kind": "ReplicaSet", "owner_name": replicaset}, 1)
+    if listed:  # kube-state-metrics knows the pod
+        owner = {"owner_kind": "ReplicaSet", "owner_name": replicaset}
+        ksm.add("pod_owner", {**labels, **owner}, 1)
     ksm.add("rs_owner", {"namespace": "shop", "replicaset": replicaset, "owner_name": "web"}, 1)
     if cpu_limit is not None:
         ksm.add("cpu_request", labels, cpu_limit)
@@ -80,12 +83,15 @@ def test_each_configuration_has_its_own_counters_newest_first() -> None:
     assert previous.cpu.samples == 40
 
 
-def test_a_pod_without_resource_rows_joins_its_replicaset() -> None:
+UNLISTED = {"cpu_limit": None, "listed": False}
+
+
+def test_a_pod_unknown_to_kube_state_metrics_joins_its_replicaset() -> None:
     # The old ReplicaSet's pod has no kube-state-metrics rows: it is an old pod, so its
     # throttling stays with the old configuration even though it is not the newest.
     workload = fetch(
         {"name": "web-old-a", "throttled": 0.98, **OLD},
-        {"name": "web-old-b", "throttled": 0.98, **{**OLD, "cpu_limit": None}},
+        {"name": "web-old-b", "throttled": 0.98, **{**OLD, **UNLISTED}},
         {"name": "web-new-a", "throttled": 0.0, **NEW},
     )
     (stats,) = workload.containers
@@ -95,16 +101,27 @@ def test_a_pod_without_resource_rows_joins_its_replicaset() -> None:
     # Alone in its ReplicaSet, it joins the newest configuration.
     lone = fetch(
         {"name": "web-old-a", "throttled": 0.98, **OLD},
-        {"name": "web-x-a", "throttled": 0.5, **{**NEW, "replicaset": "web-x", "cpu_limit": None}},
+        {"name": "web-x-a", "throttled": 0.5, **{**NEW, "replicaset": "web-x", **UNLISTED}},
         {"name": "web-new-a", "throttled": 0.0, **NEW},
     )
     assert lone.containers[0].cpu.throttled_period_ratio == 0.25
 
 
-def test_without_any_resource_rows_all_pods_are_one_configuration() -> None:
+def test_a_listed_pod_without_resource_rows_has_no_resources() -> None:
+    # kube-state-metrics lists the old pod but no requests or limits: none were set.
     workload = fetch(
-        {"name": "web-old-a", "throttled": 0.98, **{**OLD, "cpu_limit": None}},
-        {"name": "web-new-a", "throttled": 0.0, **{**NEW, "cpu_limit": None}},
+        {"name": "web-old-a", "throttled": 0.0, **{**OLD, "cpu_limit": None}},
+        {"name": "web-new-a", "throttled": 0.0, **NEW},
+    )
+    (stats,) = workload.containers
+    assert stats.container.cpu_limit == 2000
+    assert [h.container.cpu_limit for h in stats.history] == [None]
+
+
+def test_without_kube_state_metrics_all_pods_are_one_configuration() -> None:
+    workload = fetch(
+        {"name": "web-old-a", "throttled": 0.98, **{**OLD, **UNLISTED}},
+        {"name": "web-new-a", "throttled": 0.0, **{**NEW, **UNLISTED}},
     )
     (stats,) = workload.containers
     assert stats.container.cpu_limit is None and stats.history == ()

@@ -80,11 +80,12 @@ History belongs to a configuration
     300m pods throttled in 98% of their periods for 20 minutes, then 2-core pods
     unthrottled for 2 minutes, give a current configuration of 2 cores with its own 2
     minutes of samples and ratio, and a history of one configuration, 300m at 98%.
-    A pod without any resource row (a kube-state-metrics gap, a pod it has not listed yet)
-    joins the configuration its ReplicaSet's other pods have (the most common, if they
-    differ), else the newest; when no pod has a row (no kube-state-metrics, or a
-    container without requests and limits) the pods form one configuration of unknown
-    resources. A configuration without usage series is left out.
+    A pod kube-state-metrics lists (``kube_pod_owner``) without resource rows has no
+    requests or limits: that is its configuration. A pod it does not know at all (a gap,
+    a pod not listed yet) joins the configuration its ReplicaSet's other pods have (the
+    most common, if they differ), else the newest; when kube-state-metrics knows no pod,
+    the pods form one configuration of unknown resources (all None). A configuration
+    without usage series is left out.
 
 Required series that do not exist (under the extra matchers, in any namespace) are
 reported as missing (:meth:`Ksm.series_report`). Two kinds are absent on a healthy cluster
@@ -310,7 +311,7 @@ def assemble(
                 unowned.add((namespace, pod))
             continue
         groups[(namespace, deployment)][container].append(key)
-    pods_data = _Pods(tables, ksm.tables, resolution, cfs_period_us, owners)
+    pods_data = _Pods(tables, ksm.tables, resolution, cfs_period_us, owners, frozenset(ksm.pods))
     workloads: list[WorkloadStats] = []
     for (namespace, deployment), containers in sorted(groups.items()):
         stats: list[ContainerStats] = []
@@ -335,6 +336,7 @@ class _Pods:
     resolution: Resolution
     cfs_period_us: int
     owners: Owners
+    listed: frozenset[PodKey]  # pods kube-state-metrics has a kube_pod_owner row of
 
     def weights(self, keys: Iterable[Key]) -> dict[Key, float]:
         """Usage sample counts of the keys that have any."""
@@ -347,11 +349,13 @@ class _Pods:
         return (last, last - self.t["count"].get(key, 0) * self.resolution.step_seconds)
 
     def configuration(self, key: Key) -> Configuration | None:
-        """The pod's requests and limits for the container (None: no resource row)."""
+        """The pod's requests and limits for the container; None when kube-state-metrics
+        knows nothing of the pod (a pod it lists without resource rows has none set)."""
         cpu_request, cpu_limit, memory_request, memory_limit = (
             self.k[stat].get(key) for stat in _RESOURCE_STATS
         )
-        if (cpu_request, cpu_limit, memory_request, memory_limit) == _UNKNOWN:
+        unset = (cpu_request, cpu_limit, memory_request, memory_limit) == _UNKNOWN
+        if unset and (key[0], key[1]) not in self.listed:
             return None
         return (
             None if cpu_request is None else parse_cores(cpu_request),
