@@ -10,6 +10,8 @@ the source adds to every selector):
   never leak into ``prod``.
 - ``full``: the named scenarios in the "full" shape.
 - ``noksm``: the named scenarios without any kube-state-metrics series.
+- ``ended``: the named scenarios until 10 minutes before the end, without
+  ``container_memory_working_set_bytes``.
 - ``history``: pod runs of one Deployment, 300m pods throttled heavily, then 2-core pods
   for the last 20 minutes (:func:`_history_runs`).
 
@@ -51,7 +53,12 @@ from unthrottle.sources.prometheus import (
     PrometheusError,
     PrometheusSource,
 )
-from unthrottle.sources.prometheus_queries import KSM_SERIES, SPEC_PERIOD, THROTTLED_SECONDS
+from unthrottle.sources.prometheus_queries import (
+    KSM_SERIES,
+    SPEC_PERIOD,
+    THROTTLED_SECONDS,
+    WORKING_SET,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -96,9 +103,10 @@ def _staging(items: Iterable[Scenario]) -> list[Scenario]:
     return [s.with_changes(replicas=s.replicas + 1, seed=s.seed + 7) for s in items]
 
 
-def _without_ksm(chunks: Iterable[str]) -> Iterator[str]:
+def _without(prefix: str, chunks: Iterable[str]) -> Iterator[str]:
+    """The chunks of an OpenMetrics text but the families whose names start with ``prefix``."""
     for chunk in chunks:
-        if not chunk.startswith(("kube_", "# HELP kube_")):
+        if not chunk.startswith((prefix, f"# HELP {prefix}")):
             yield chunk
 
 
@@ -163,7 +171,17 @@ def data(prometheus_factory: PrometheusFactory) -> Data:
         ),
         "staging.om": render(_staging(named), "staging"),
         "full.om": render(named, "full", shape="full"),
-        "noksm.om": _without_ksm(render(named, "noksm")),
+        "noksm.om": _without("kube_", render(named, "noksm")),
+        "ended.om": _without(
+            WORKING_SET,
+            iter_openmetrics(
+                named,
+                START_MS,
+                END_MS - 10 * 60_000,
+                step_ms=STEP_MS,
+                extra_labels={"cluster": "ended"},
+            ),
+        ),
         "history.om": iter_pod_runs(_history_runs(), STEP_MS, extra_labels={"cluster": "history"}),
     }
     return Data(prometheus_factory("source-clusters", files), prod_text)
@@ -243,7 +261,7 @@ def test_chunking_by_namespace_keeps_every_workload(data: Data) -> None:
         chunked = source.fetch(WINDOW, end=END_S)
     whole = data.fetch()
     assert chunked.chunks > 1
-    assert chunked.queries == 1 + 5 * chunked.chunks
+    assert chunked.queries == 2 + 5 * chunked.chunks
     assert [w.ref for w in chunked.workloads] == [w.ref for w in whole.workloads]
     assert chunked.workloads == whole.workloads
 
@@ -429,6 +447,22 @@ def test_no_kube_state_metrics_reports_missing_series(data: Data) -> None:
     assert set(KSM_SERIES) <= result.missing_series
     assert not any(name.startswith("container_") for name in result.missing_series)
     assert result.workloads == ()
+
+
+def test_series_are_present_if_they_exist_anywhere_in_the_window(data: Data) -> None:
+    # Every series ended 10 minutes before the end: an instant query at the end (5 minutes
+    # of lookback) would find none, the index over the window finds them all; the working
+    # set was never there and is missing.
+    result = data.fetch("ended")
+    assert result.missing_series == {WORKING_SET}
+    assert result.queries == 7
+    assert {(w.ref.namespace, w.ref.name) for w in result.workloads} == {
+        (s.namespace, s.deployment) for s in all_scenarios()
+    }
+    # Over the last 5 minutes, no samples and so no workloads (the index may still name
+    # the series: it is searched per TSDB block, see PrometheusClient.series_names).
+    late = data.fetch("ended", window="5m")
+    assert late.workloads == ()
 
 
 def test_owners_from_the_api_server_replace_kube_state_metrics(data: Data) -> None:

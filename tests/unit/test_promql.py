@@ -100,8 +100,10 @@ def _end_of_string(query: str, start: int) -> int:
 
 
 def _queries(builder: QueryBuilder, namespaces: tuple[str, ...] | None) -> list[str]:
-    return [builder.kube_state_metrics(namespaces)] + [
-        q for _, q in builder.chunk_queries(namespaces)
+    return [
+        *builder.presence_selectors(),
+        builder.kube_state_metrics(namespaces),
+        *(q for _, q in builder.chunk_queries(namespaces)),
     ]
 
 

@@ -14,12 +14,13 @@ returns (:class:`FetchResult`). The parts live beside it, one concept each:
 :class:`FetchResult` are imported from here. The API is synchronous and thread-safe; the
 operator calls it through ``asyncio.to_thread``.
 
-A fetch sends the kube-state-metrics query once, sizes the scope from its rows, then the
-five per-chunk queries of each chunk (a scope of up to 10,000 containers is one chunk:
-6 HTTP queries; 3 chunks cost 16). Values arrive as strings; each is checked with
+A fetch sends the kube-state-metrics query once, asks the index once which series exist
+over the window, sizes the scope from the kube-state-metrics rows, then sends the five
+per-chunk queries of each chunk (a scope of up to 10,000 containers is one chunk: 7 HTTP
+requests; 3 chunks cost 17). Values arrive as strings; each is checked with
 ``math.isfinite`` and for sign, and NaN, ±Inf and negative values are dropped and counted
 (``FetchResult.dropped_values``; only an RSS slope may be negative). Required series that
-do not exist at the end of the window are reported in ``FetchResult.missing_series``
+do not exist at any time in the window are reported in ``FetchResult.missing_series``
 (rules in :mod:`.prometheus_aggregate`).
 
 A result with ``warnings`` (a partial response) is ``partial``; callers must not patch
@@ -126,7 +127,20 @@ class _Fetch:
         answer = self.run("kube-state-metrics", self.builder.kube_state_metrics(scope))
         for stat, labels, number in self.rows(answer):
             out.add(stat, labels, number)
+        out.present = set(self.present())
         return out
+
+    def present(self) -> frozenset[str]:
+        """The names of the series a fetch reads that exist at some time in the window."""
+        name = "series-presence"
+        start = self.at - self.builder.resolution.window_seconds
+        answer = self.client.series_names(
+            self.builder.presence_selectors(), start, self.at, name=name
+        )
+        self.queries += answer.requests
+        self.stats.append(answer.stats)
+        self.warnings.extend(f"{name}: {w}" for w in answer.warnings)
+        return answer.names
 
     def result(
         self,

@@ -87,9 +87,10 @@ History belongs to a configuration
     the pods form one configuration of unknown resources (all None). A configuration
     without usage series is left out.
 
-Required series that do not exist (under the extra matchers, in any namespace) are
-reported as missing (:meth:`Ksm.series_report`). Two kinds are absent on a healthy cluster
-and are only reported when that absence cannot be explained:
+Required series that do not exist at any time in the window (under the extra matchers,
+in any namespace; asked of the index, see :mod:`.prometheus_http`) are reported as
+missing (:meth:`Ksm.series_report`). Two kinds are absent on a healthy cluster and are
+only reported when that absence cannot be explained:
 ``kube_pod_container_resource_limits`` (no container has a limit) and
 ``kube_pod_container_status_last_terminated_reason`` (no container has terminated) are
 missing only when kube-state-metrics is missing as a whole, and the CFS counters
@@ -121,7 +122,6 @@ from unthrottle.model.workload import WorkloadRef, WorkloadStats
 from unthrottle.sources.prometheus_queries import (
     LAST_TERMINATED,
     LIMITS,
-    METRIC_LABEL,
     OPTIONAL_SERIES,
     PERIODS,
     POD_OWNER,
@@ -176,7 +176,7 @@ class Tables:
 
 
 class Ksm:
-    """What the kube-state-metrics query said."""
+    """What the kube-state-metrics query said, and which series exist (``present``)."""
 
     def __init__(self) -> None:
         self.present: set[str] = set()
@@ -187,9 +187,7 @@ class Ksm:
 
     def add(self, stat: str, labels: Mapping[str, str], number: float) -> None:
         """One row of the kube-state-metrics query."""
-        if stat in ("present", "present_ksm"):
-            self.present.add(labels.get(METRIC_LABEL, ""))
-        elif stat == "pod_owner":
+        if stat == "pod_owner":
             pod = (labels.get("namespace", ""), labels.get("pod", ""))
             if all(pod):
                 self.pods.add(pod)

@@ -4,9 +4,12 @@ This module owns how unthrottle talks to a Prometheus (or Thanos, Mimir,
 VictoriaMetrics): :class:`PrometheusConfig` (where, how to authenticate, what to read),
 :class:`PrometheusClient` (timeouts, bounded retries, auth, TLS), the answers it returns
 (:class:`QueryAnswer` with the ``warnings`` and ``stats`` of the JSON) and
-:class:`PrometheusError`. It speaks only the standard HTTP API (``/api/v1/query`` and
-``/api/v1/status/buildinfo``). The API is synchronous and thread-safe; the operator calls
-it through ``asyncio.to_thread``. What is asked is :mod:`.prometheus_queries`' business.
+:class:`PrometheusError`. It speaks only the standard HTTP API (``/api/v1/query``,
+``/api/v1/label/__name__/values`` and ``/api/v1/status/buildinfo``). The API is synchronous
+and thread-safe; the operator calls it through ``asyncio.to_thread``. What is asked is
+:mod:`.prometheus_queries`' business. Which series exist is asked of the index:
+``/api/v1/label/__name__/values`` with ``match[]`` selectors over a time range
+(:meth:`PrometheusClient.series_names`).
 
 The client is built on ``prometheus_api_client.PrometheusConnect``, which sets up the
 ``requests`` session (auth, TLS verification, the adapter for the URL). Queries are sent
@@ -34,7 +37,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Any, Final, Self
@@ -53,6 +56,7 @@ from unthrottle.sources.prometheus_queries import (
 from unthrottle.sources.promql import label_name
 
 __all__ = [
+    "NamesAnswer",
     "PrometheusClient",
     "PrometheusConfig",
     "PrometheusError",
@@ -192,6 +196,16 @@ class QueryAnswer:
     requests: int = 1  # HTTP requests it took (1 + retries)
 
 
+@dataclass(frozen=True, slots=True)
+class NamesAnswer:
+    """A label-values answer: the series names, warnings, and what it cost."""
+
+    names: frozenset[str]
+    warnings: tuple[str, ...]
+    stats: QueryStats
+    requests: int = 1  # HTTP requests it took (1 + retries)
+
+
 class PrometheusClient:
     """A synchronous, thread-safe client of one Prometheus (see the module docstring).
 
@@ -274,8 +288,18 @@ class PrometheusClient:
     def _fail(self, reason: str) -> PrometheusError:
         return PrometheusError(self.url, self._scrub(reason))
 
-    def _request(self, method: str, path: str, data: Mapping[str, str] | None) -> tuple[Any, int]:
-        """One API call with the retry policy: the decoded success answer, HTTP requests sent."""
+    def _request(
+        self,
+        method: str,
+        path: str,
+        data: Mapping[str, str] | None,
+        params: Sequence[tuple[str, str]] | None = None,
+    ) -> tuple[Any, int]:
+        """One API call with the retry policy: the decoded success answer, HTTP requests sent.
+
+        ``data`` is a POSTed form, ``params`` the query string of a GET (repeated keys
+        allowed).
+        """
         timeout = self.config.timeout_seconds
         attempts = self.config.retries + 1
         reason = "no attempt made"
@@ -289,6 +313,7 @@ class PrometheusClient:
                         method,
                         self.config.url + path,
                         data=data,
+                        params=params,
                         headers=self._headers,
                         auth=self._auth,
                         timeout=(min(_CONNECT_TIMEOUT_MAX_S, timeout), timeout),
@@ -340,6 +365,30 @@ class PrometheusClient:
         if not isinstance(data, dict):
             raise self._fail("buildinfo answer without data")
         return {str(k): str(v) for k, v in data.items()}
+
+    def series_names(
+        self, selectors: Sequence[str], start: float, end: float, *, name: str = "series-names"
+    ) -> NamesAnswer:
+        """Names of the series matching any of ``selectors`` in ``[start, end]`` (epoch s).
+
+        ``/api/v1/label/__name__/values`` with ``match[]``, ``start`` and ``end``
+        (Prometheus 2.24 and later, Thanos, Mimir, VictoriaMetrics): one request for all
+        the selectors, answered from the index without reading samples. The index is
+        searched per block, so a series that ended shortly before ``start`` (within the
+        same TSDB block, 2 h or more) may still be named; one that existed at any time in
+        the window always is.
+        """
+        params = [("match[]", s) for s in selectors]
+        params += [("start", f"{start:.3f}"), ("end", f"{end:.3f}")]
+        started = time.perf_counter()
+        body, requests_sent = self._request("GET", "/api/v1/label/__name__/values", None, params)
+        seconds = time.perf_counter() - started
+        data = body.get("data")
+        if not isinstance(data, list) or not all(isinstance(v, str) for v in data):
+            raise self._fail(f"{name}: expected a list of names")
+        warnings = tuple(str(w) for w in body.get("warnings") or ())
+        stats = QueryStats(name=name, seconds=seconds, series=len(data))
+        return NamesAnswer(frozenset(data), warnings, stats, requests_sent)
 
     def query(self, promql: str, at: float, *, name: str = "query") -> QueryAnswer:
         """One instant query evaluated at ``at`` (epoch seconds); a vector answer."""

@@ -8,21 +8,22 @@ safe primitives of :mod:`unthrottle.sources.promql`. What each statistic means o
 aggregated over a workload's pods is in :mod:`unthrottle.sources.prometheus_aggregate`.
 
 Queries per fetch (not per Deployment)
-    One kube-state-metrics query for the whole scope (owners, requests, limits, OOM
-    kills, and which series exist), then five per *chunk*: CPU counters, three of CPU
-    usage statistics and one of memory. Several statistics travel in one query as
-    ``label_replace(<stat>, "unthrottle_stat", "<name>", "", "") or ...``: the sides
-    differ in that label, so ``or`` keeps all of them, and Prometheus evaluates the sides
-    one after another, so the peak of samples in memory is that of the largest side, not
-    the sum (both checked with Prometheus 2.42). A scope is one chunk unless its
-    kube-state-metrics rows say it has more than ``max_series_per_query`` containers
-    (default 10,000): a usage subquery holds ``containers × steps`` points at once, and
-    10,000 × 2,016 steps is 20 M, well under Prometheus' default ``--query.max-samples``
-    of 50 M; a tagged answer is then about 1.5 MB of JSON per statistic. Larger scopes are
-    split into chunks of whole namespaces (``namespace=~"a|b|..."``, regex-escaped); a
-    single namespace above the threshold stays one chunk. So a scope of up to 10,000
-    containers (1,000 Deployments of 3 pods × 2 containers is 6,000) costs 6 HTTP queries,
-    and 3 chunks cost 16.
+    One request to the index for which series exist over the window
+    (:meth:`QueryBuilder.presence_selectors`, every namespace), one kube-state-metrics
+    query for the whole scope (owners, requests, limits, OOM kills), then five per *chunk*:
+    CPU counters, three of CPU usage statistics and one of memory. Several statistics
+    travel in one query, each as ``label_replace(<stat>, "unthrottle_stat", "<name>", "",
+    "")``, joined with ``or``: the sides differ in that label, so ``or`` keeps all of them,
+    and Prometheus evaluates the sides one after another, so the peak of samples in memory
+    is that of the largest side, not the sum (both checked with Prometheus 2.42). A scope
+    is one chunk unless its kube-state-metrics rows say it has more than
+    ``max_series_per_query`` containers (default 10,000): a usage subquery holds
+    ``containers × steps`` points at once, and 10,000 × 2,016 steps is 20 M, well under
+    Prometheus' default ``--query.max-samples`` of 50 M; a tagged answer is then about 1.5
+    MB of JSON per statistic. Larger scopes are split into chunks of whole namespaces
+    (``namespace=~"a|b|..."``, regex-escaped); a single namespace above the threshold stays
+    one chunk. So a scope of up to 10,000 containers (1,000 Deployments of 3 pods × 2
+    containers is 6,000) costs 7 HTTP requests, and 3 chunks cost 17.
 
 Label hygiene
     cAdvisor selectors exclude the pause container (``container="POD"``) and the pod-level
@@ -64,7 +65,6 @@ __all__ = [
     "DEFAULT_MAX_POINTS",
     "DEFAULT_MAX_SERIES_PER_QUERY",
     "KSM_SERIES",
-    "METRIC_LABEL",
     "OPTIONAL_SERIES",
     "REQUIRED_SERIES",
     "RESERVED_LABELS",
@@ -99,10 +99,9 @@ KSM_ALL: Final = (*KSM_SERIES, RESTARTS)
 
 # Every answer row carries the statistic it is in this label (see ``tag``).
 STAT_LABEL: Final = "unthrottle_stat"
-METRIC_LABEL: Final = "unthrottle_metric"  # the series name in a presence row
 _BY_CONTAINER: Final = "namespace, pod, container"
 # Labels the queries group by or set: a configured matcher may not use them.
-RESERVED_LABELS: Final = frozenset({"namespace", "pod", "container", STAT_LABEL, METRIC_LABEL})
+RESERVED_LABELS: Final = frozenset({"namespace", "pod", "container", STAT_LABEL})
 
 DEFAULT_MAX_POINTS: Final = 2016  # 7 days at 5 minutes
 DEFAULT_MAX_SERIES_PER_QUERY: Final = 10_000
@@ -197,14 +196,21 @@ class QueryBuilder:
     def _present(self, names: Iterable[str], family: Iterable[Matcher]) -> str:
         regex = "|".join(regex_escape(n) for n in names)
         matchers = ", ".join(m.render() for m in (*family, *self._extra))
-        inner = f"group by (__name__) ({{__name__=~{quote(regex)}, {matchers}}})"
-        # Set operators ignore __name__, so the name is copied into a label of its own.
-        return f'label_replace({inner}, "{METRIC_LABEL}", "$1", "__name__", "(.+)")'
+        return f"{{__name__=~{quote(regex)}, {matchers}}}"
+
+    def presence_selectors(self) -> tuple[str, str]:
+        """Selectors (``match[]``) of every series a fetch reads, in any namespace.
+
+        cAdvisor's under that family's equality matchers only (the hygiene matchers narrow
+        which containers count, not whether the series exist), kube-state-metrics' under
+        its own; the extra matchers apply to both.
+        """
+        cadvisor_family = (m for m in self._cadvisor if m.op == "=")
+        return (self._present(CADVISOR_ALL, cadvisor_family), self._present(KSM_ALL, self._ksm))
 
     def kube_state_metrics(self, namespaces: Scope) -> str:
-        """Owners, requests, limits, OOM kills and the presence of every series."""
+        """Owners, requests, limits and OOM kills over the window."""
         w = self.resolution.window
-        cadvisor_family = (m for m in self._cadvisor if m.op == "=")
         rs_owner = self.ksm(REPLICASET_OWNER, namespaces, Matcher.equal("owner_kind", "Deployment"))
         oom = (
             f"max by ({_BY_CONTAINER}) (max_over_time("
@@ -212,8 +218,6 @@ class QueryBuilder:
             f"[{w}]))"
         )
         parts = [
-            tag(self._present(CADVISOR_ALL, cadvisor_family), STAT_LABEL, "present"),
-            tag(self._present(KSM_ALL, self._ksm), STAT_LABEL, "present_ksm"),
             tag(
                 f"max by (namespace, pod, owner_kind, owner_name) "
                 f"(max_over_time({self.ksm(POD_OWNER, namespaces)}[{w}]))",
