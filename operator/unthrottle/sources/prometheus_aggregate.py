@@ -5,8 +5,8 @@ become a workload's statistics: which pods belong to which Deployment, how their
 are pooled, and which series count as missing. It is pure (no I/O); the queries that
 produce the rows are in :mod:`.prometheus_queries`.
 
-The statistics, per (namespace, pod, container) in PromQL, then per (Deployment, container)
-here. ``W`` is the window, ``S`` the step, ``R`` the rate range; ``RATE`` is
+The statistics, per (namespace, pod, container) in PromQL, then per configuration of a
+(Deployment, container) here ("the Deployment's pods" below: those of one configuration). ``W`` is the window, ``S`` the step, ``R`` the rate range; ``RATE`` is
 ``max by (namespace, pod, container) (rate(container_cpu_usage_seconds_total{...}[R]))``
 (``max`` rather than ``sum`` so that a series duplicated by a second scrape job, or the
 old container's series lingering after a restart, is not added to the new one).
