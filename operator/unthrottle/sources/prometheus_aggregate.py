@@ -6,7 +6,8 @@ are pooled, and which series count as missing. It is pure (no I/O); the queries 
 produce the rows are in :mod:`.prometheus_queries`.
 
 The statistics, per (namespace, pod, container) in PromQL, then per configuration of a
-(Deployment, container) here ("the Deployment's pods" below: those of one configuration). ``W`` is the window, ``S`` the step, ``R`` the rate range; ``RATE`` is
+(Deployment, container) here ("the Deployment's pods" below: those of one
+configuration). ``W`` is the window, ``S`` the step, ``R`` the rate range; ``RATE`` is
 ``max by (namespace, pod, container) (rate(container_cpu_usage_seconds_total{...}[R]))``
 (``max`` rather than ``sum`` so that a series duplicated by a second scrape job, or the
 old container's series lingering after a restart, is not added to the new one).
