@@ -10,6 +10,10 @@ the source adds to every selector):
   never leak into ``prod``.
 - ``full``: the named scenarios in the "full" shape.
 - ``noksm``: the named scenarios without any kube-state-metrics series.
+- ``ended``: the named scenarios until 10 minutes before the end, without
+  ``container_memory_working_set_bytes``.
+- ``history``: pod runs of one Deployment, 300m pods throttled heavily, then 2-core pods
+  for the last 20 minutes (:func:`_history_runs`).
 
 Two hours at 30 s steps ending at a fixed time; every query is evaluated at that end.
 Expected numbers come from the rendered OpenMetrics text itself (the counters the source
@@ -28,20 +32,32 @@ from functools import cached_property
 
 import pytest
 
+from unthrottle.model.recommendation import NoRecommendation, NoRecommendationReason
 from unthrottle.model.stats import ContainerStats
 from unthrottle.model.workload import WorkloadStats
+from unthrottle.reconcile.scope import join
 from unthrottle.sandbox import prometheus as harness
 from unthrottle.sandbox.prometheus import PrometheusFactory, PrometheusServer, free_port
-from unthrottle.sim.openmetrics import iter_openmetrics, render_openmetrics, replicaset_name
-from unthrottle.sim.scenarios import Scenario, all_scenarios, fleet, scenario
+from unthrottle.sim.openmetrics import (
+    PodRun,
+    iter_openmetrics,
+    iter_pod_runs,
+    render_openmetrics,
+    replicaset_name,
+)
+from unthrottle.sim.scenarios import Scenario, all_scenarios, deployment_manifest, fleet, scenario
+from unthrottle.sources.kubernetes import deployment_info
 from unthrottle.sources.prometheus import (
-    KSM_SERIES,
-    SPEC_PERIOD,
-    THROTTLED_SECONDS,
     FetchResult,
     PrometheusConfig,
     PrometheusError,
     PrometheusSource,
+)
+from unthrottle.sources.prometheus_queries import (
+    KSM_SERIES,
+    SPEC_PERIOD,
+    THROTTLED_SECONDS,
+    WORKING_SET,
 )
 
 pytestmark = pytest.mark.integration
@@ -63,13 +79,34 @@ def _rollout() -> tuple[Scenario, Scenario]:
     return old, old.with_changes(cpu_limit_m=600, seed=old.seed + 1)
 
 
+PATCHED_MS = END_MS - 20 * 60_000
+QUOTA_BOUND = scenario("quota-bound").with_changes(namespace="history")
+TWO_CORES = QUOTA_BOUND.with_changes(cpu_request_m=1000, cpu_limit_m=2000)
+
+
+def _history_runs() -> list[PodRun]:
+    """checkout: two 300m pods until the patch, then two 2-core pods to the end."""
+    old = [
+        PodRun(
+            QUOTA_BOUND, "checkout-6f7d8b9c4d", f"checkout-6f7d8b9c4d-o{i}", START_MS, PATCHED_MS
+        )
+        for i in range(2)
+    ]
+    new = [
+        PodRun(TWO_CORES, "checkout-5b6c7d8f9g", f"checkout-5b6c7d8f9g-n{i}", PATCHED_MS, END_MS)
+        for i in range(2)
+    ]
+    return old + new
+
+
 def _staging(items: Iterable[Scenario]) -> list[Scenario]:
     return [s.with_changes(replicas=s.replicas + 1, seed=s.seed + 7) for s in items]
 
 
-def _without_ksm(chunks: Iterable[str]) -> Iterator[str]:
+def _without(prefix: str, chunks: Iterable[str]) -> Iterator[str]:
+    """The chunks of an OpenMetrics text but the families whose names start with ``prefix``."""
     for chunk in chunks:
-        if not chunk.startswith(("kube_", "# HELP kube_")):
+        if not chunk.startswith((prefix, f"# HELP {prefix}")):
             yield chunk
 
 
@@ -134,7 +171,18 @@ def data(prometheus_factory: PrometheusFactory) -> Data:
         ),
         "staging.om": render(_staging(named), "staging"),
         "full.om": render(named, "full", shape="full"),
-        "noksm.om": _without_ksm(render(named, "noksm")),
+        "noksm.om": _without("kube_", render(named, "noksm")),
+        "ended.om": _without(
+            WORKING_SET,
+            iter_openmetrics(
+                named,
+                START_MS,
+                END_MS - 10 * 60_000,
+                step_ms=STEP_MS,
+                extra_labels={"cluster": "ended"},
+            ),
+        ),
+        "history.om": iter_pod_runs(_history_runs(), STEP_MS, extra_labels={"cluster": "history"}),
     }
     return Data(prometheus_factory("source-clusters", files), prod_text)
 
@@ -213,7 +261,7 @@ def test_chunking_by_namespace_keeps_every_workload(data: Data) -> None:
         chunked = source.fetch(WINDOW, end=END_S)
     whole = data.fetch()
     assert chunked.chunks > 1
-    assert chunked.queries == 1 + 5 * chunked.chunks
+    assert chunked.queries == 2 + 5 * chunked.chunks
     assert [w.ref for w in chunked.workloads] == [w.ref for w in whole.workloads]
     assert chunked.workloads == whole.workloads
 
@@ -255,16 +303,59 @@ def test_pause_container_and_pod_cgroup_are_not_counted(data: Data) -> None:
         assert stats.memory.rss_bytes.max == app_rss
 
 
-def test_rollout_mid_window_is_one_workload(data: Data) -> None:
+def test_rollout_mid_window_is_one_workload_of_two_configurations(data: Data) -> None:
     old, new = _rollout()
     workload = _workload(data.fetch(namespaces=["rollout"]), "rollout", "web")
     assert workload.pods == old.replicas + new.replicas
     stats = _only(workload)
-    # Current resources come from the newest pods, the ReplicaSet rolled out last.
+    # The current configuration is the newest pods', the ReplicaSet rolled out last ...
     assert stats.container.cpu_limit == 600
-    # Each half was covered by a ReplicaSet, so together they cover the whole window.
-    steps = HOURS * 3600 // 30
-    assert steps - 6 <= stats.cpu.samples <= steps
+    # ... with the history of the old one, each judged against its own limit.
+    assert [h.container.cpu_limit for h in stats.history] == [300]
+    previous = stats.history[0]
+    assert previous.cpu.throttled_period_ratio > 0.9
+    assert stats.cpu.throttled_period_ratio < previous.cpu.throttled_period_ratio
+    # Each half was covered by one ReplicaSet: each configuration has its own half (the
+    # old pods' rate lasts a rate range past their last sample).
+    half = HOURS * 3600 // 30 // 2
+    assert half - 6 <= stats.cpu.samples <= half + 1
+    assert half - 6 <= previous.cpu.samples <= half + 6
+
+
+def test_each_configuration_is_judged_against_its_own_limit(data: Data) -> None:
+    result = data.fetch("history")
+    workload = _workload(result, "history", "checkout")
+    assert workload.pods == 4
+    stats = _only(workload)
+    # The current configuration: the 2-core pods, with their own 20 minutes ...
+    assert (stats.container.cpu_request, stats.container.cpu_limit) == (1000, 2000)
+    assert stats.cpu.throttled_period_ratio < 0.05
+    assert 36 <= stats.cpu.samples <= 40
+    # ... and the 300m pods' throttling stays with the 300m configuration.
+    (previous,) = stats.history
+    assert (previous.container.cpu_request, previous.container.cpu_limit) == (300, 300)
+    assert previous.cpu.throttled_period_ratio > 0.9
+    assert 200 <= previous.cpu.samples <= 206
+    assert previous.cpu.usage_cores.p50 == pytest.approx(300, abs=10)
+    assert stats.cpu.usage_cores.mean == pytest.approx(500, rel=0.1)  # the demand, now met
+
+    def joined(spec: Scenario) -> ContainerStats | NoRecommendation:
+        info = deployment_info(deployment_manifest(spec), "WEB_CONCURRENCY")
+        (container,) = join([info], [workload])
+        return container.stats
+
+    current = joined(TWO_CORES)
+    assert isinstance(current, ContainerStats)
+    assert current.cpu == stats.cpu and current.history == stats.history
+    rolled_back = joined(QUOTA_BOUND)
+    assert isinstance(rolled_back, ContainerStats)
+    assert rolled_back.cpu == previous.cpu
+    assert [h.container.cpu_limit for h in rolled_back.history] == [2000]
+    third = joined(TWO_CORES.with_changes(cpu_request_m=600))
+    assert isinstance(third, NoRecommendation)
+    assert third.reason is NoRecommendationReason.SETTLING
+    assert third.message.startswith("no pod has run with cpu 600m/2, memory 384Mi/512Mi yet")
+    assert third.message.endswith("; 2 earlier configurations seen")
 
 
 def test_default_shape_has_no_throttled_seconds(data: Data) -> None:
@@ -356,6 +447,22 @@ def test_no_kube_state_metrics_reports_missing_series(data: Data) -> None:
     assert set(KSM_SERIES) <= result.missing_series
     assert not any(name.startswith("container_") for name in result.missing_series)
     assert result.workloads == ()
+
+
+def test_series_are_present_if_they_exist_anywhere_in_the_window(data: Data) -> None:
+    # Every series ended 10 minutes before the end: an instant query at the end (5 minutes
+    # of lookback) would find none, the index over the window finds them all; the working
+    # set was never there and is missing.
+    result = data.fetch("ended")
+    assert result.missing_series == {WORKING_SET}
+    assert result.queries == 7
+    assert {(w.ref.namespace, w.ref.name) for w in result.workloads} == {
+        (s.namespace, s.deployment) for s in all_scenarios()
+    }
+    # Over the last 5 minutes, no samples and so no workloads (the index may still name
+    # the series: it is searched per TSDB block, see PrometheusClient.series_names).
+    late = data.fetch("ended", window="5m")
+    assert late.workloads == ()
 
 
 def test_owners_from_the_api_server_replace_kube_state_metrics(data: Data) -> None:

@@ -20,12 +20,8 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from unthrottle.sources.prometheus import (
-    REQUIRED_SERIES,
-    PrometheusConfig,
-    PrometheusError,
-    PrometheusSource,
-)
+from unthrottle.sources.prometheus import PrometheusConfig, PrometheusError, PrometheusSource
+from unthrottle.sources.prometheus_queries import REQUIRED_SERIES
 
 
 @dataclass
@@ -207,15 +203,41 @@ def test_partial_answers_and_bad_values(fake: Any) -> None:
         ({"unthrottle_stat": "periods", "namespace": "a", "pod": "p", "container": "c"}, "-1"),
         ({"unthrottle_stat": "rss_slope", "namespace": "a", "pod": "p", "container": "c"}, "-5"),
     ]
-    server = fake(lambda i, s: vector(rows, warnings=["store eu-1 unavailable"]))
+
+    def answer(i: int, seen: Seen) -> Answer:
+        if seen.path.startswith("/api/v1/label/__name__/values?"):
+            names = {"status": "success", "data": [], "warnings": ["store eu-1 unavailable"]}
+            return Answer(body=json.dumps(names))
+        return vector(rows, warnings=["store eu-1 unavailable"])
+
+    server = fake(answer)
     with source(server.url) as src:
         result = src.fetch("1h", end=1700000000)
-    assert result.queries == 6 == len(server.seen)
+    assert result.queries == 7 == len(server.seen)
     assert result.dropped_values == 3 * 6
     assert result.partial
     assert all("store eu-1 unavailable" in w for w in result.warnings)
     assert result.workloads == ()
     assert set(REQUIRED_SERIES) == result.missing_series
+
+
+def test_series_names_are_asked_of_the_index_in_one_request(fake: Any) -> None:
+    body = {"status": "success", "data": ["container_memory_rss", "kube_pod_owner"]}
+    server = fake(lambda i, s: Answer(body=json.dumps(body)))
+    with source(server.url) as src:
+        answer = src.series_names(['{__name__=~"a|b"}', '{__name__="c", job="x"}'], 100.5, 200)
+    assert answer.names == {"container_memory_rss", "kube_pod_owner"}
+    (seen,) = server.seen
+    path, _, query = seen.path.partition("?")
+    assert (seen.method, path) == ("GET", "/api/v1/label/__name__/values")
+    assert parse_qs(query) == {
+        "match[]": ['{__name__=~"a|b"}', '{__name__="c", job="x"}'],
+        "start": ["100.500"],
+        "end": ["200.000"],
+    }
+    server = fake(lambda i, s: vector([]))
+    with source(server.url) as src, pytest.raises(PrometheusError, match="list of names"):
+        src.series_names(["{a}"], 0, 1)
 
 
 def test_malformed_vector_is_an_error(fake: Any) -> None:

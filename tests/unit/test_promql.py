@@ -15,12 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from unthrottle.sources.prometheus import (
-    PrometheusConfig,
-    QueryBuilder,
-    Resolution,
-    plan_chunks,
-)
+from unthrottle.sources.prometheus_http import PrometheusConfig
+from unthrottle.sources.prometheus_queries import QueryBuilder, Resolution, plan_chunks
 from unthrottle.sources.promql import Matcher, label_name, quote, regex_escape, selector
 
 HOSTILE = ['a"b', "c\\d", "e\nf", "x|.*", "}", '"}) or vector(1) or ({"', "\t\r\x00\x7f", ".*"]
@@ -104,8 +100,10 @@ def _end_of_string(query: str, start: int) -> int:
 
 
 def _queries(builder: QueryBuilder, namespaces: tuple[str, ...] | None) -> list[str]:
-    return [builder.kube_state_metrics(namespaces)] + [
-        q for _, q in builder.chunk_queries(namespaces)
+    return [
+        *builder.presence_selectors(),
+        builder.kube_state_metrics(namespaces),
+        *(q for _, q in builder.chunk_queries(namespaces)),
     ]
 
 

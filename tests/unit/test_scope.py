@@ -130,33 +130,103 @@ def test_tier_label_and_opt_out() -> None:
     )
 
 
-def test_join_takes_configuration_from_the_spec_and_names_missing_metrics() -> None:
+def configuration(
+    cpu: tuple[str | None, str | None], memory: tuple[str | None, str | None], ratio: float
+) -> dict[str, Any]:
+    """A configuration's statistics in the JSON form (requests, limits, throttle ratio)."""
+    resources = {
+        "cpuRequest": cpu[0],
+        "cpuLimit": cpu[1],
+        "memoryRequest": memory[0],
+        "memoryLimit": memory[1],
+    }
+    return {
+        "container": {"name": "app", **{k: v for k, v in resources.items() if v is not None}},
+        "cpu": {
+            "usageCores": {"p50": 0.1, "p95": 0.2, "p99": 0.3, "max": 0.4},
+            "throttledPeriodRatio": ratio,
+            "samples": 100,
+            "windowSeconds": 3600,
+        },
+    }
+
+
+SPEC = configuration(("250m", "1"), ("256Mi", "1Gi"), 0.01)  # the deployment() above
+OLD = configuration(("300m", "300m"), ("256Mi", "1Gi"), 0.98)
+CANARY = configuration(("500m", "2"), ("256Mi", "1Gi"), 0.0)
+
+
+def stats_of(current: dict[str, Any], *history: dict[str, Any]) -> ContainerStats:
+    return ContainerStats.model_validate({**current, "history": list(history)})
+
+
+def joined_app(stats: ContainerStats, **kwargs: Any) -> ContainerStats | NoRecommendation:
+    info = deployment_info(deployment(**kwargs), "WEB_CONCURRENCY")
+    app, _ = join([info], [WorkloadStats(ref=info.ref, containers=(stats,))])
+    return app.stats
+
+
+def test_join_takes_the_configuration_the_spec_runs_and_names_missing_metrics() -> None:
+    threads = stats_of(SPEC, OLD).model_copy(
+        update={"container": stats_of(SPEC).container.model_copy(update={"threads": 4})}
+    )
     info = deployment_info(
         deployment(env=[{"name": "WEB_CONCURRENCY", "value": "3"}]), "WEB_CONCURRENCY"
     )
-    stats = ContainerStats.model_validate(
-        {
-            # kube-state-metrics still shows the old limit and knows no WEB_CONCURRENCY
-            "container": {"name": "app", "cpuLimit": "500m", "threads": 4},
-            "cpu": {
-                "usageCores": {"p50": 0.1, "p95": 0.2, "p99": 0.3, "max": 0.4},
-                "throttledPeriodRatio": 0.1,
-                "samples": 100,
-                "windowSeconds": 3600,
-            },
-        }
-    )
-    workload = WorkloadStats(ref=info.ref, containers=(stats,))
+    workload = WorkloadStats(ref=info.ref, containers=(threads,))
     app, sidecar = join([info], [workload])
     assert isinstance(app.stats, ContainerStats)
-    assert app.stats.container.cpu_limit == 1000  # the spec wins
-    assert app.stats.container.web_concurrency == 3
+    assert app.stats.container.cpu_limit == 1000
+    assert app.stats.cpu.throttled_period_ratio == 0.01  # its own, not the old 98%
+    assert [h.cpu.throttled_period_ratio for h in app.stats.history] == [0.98]
+    assert app.stats.container.web_concurrency == 3  # from the spec
     assert app.stats.container.threads == 4  # only the statistics knew it
     assert isinstance(sidecar.stats, NoRecommendation)
     assert sidecar.stats.reason is NoRecommendationReason.MISSING_METRICS
     assert "sidecar" in sidecar.stats.message
     ignored = deployment_info(deployment(annotations={"unthrottle.dev/ignore": "true"}), "X")
     assert join([ignored], [workload]) == []
+
+
+def test_join_finds_the_spec_in_the_history_newest_first() -> None:
+    # The newest pods ran another configuration (a canary since rolled back): the spec's
+    # is in the history; the others stay history, newest first.
+    result = joined_app(stats_of(CANARY, SPEC, OLD))
+    assert isinstance(result, ContainerStats)
+    assert result.cpu.throttled_period_ratio == 0.01
+    assert [h.container.cpu_limit for h in result.history] == [2000, 300]
+
+
+def test_no_pod_of_the_spec_yet_is_settling() -> None:
+    result = joined_app(stats_of(OLD))
+    assert isinstance(result, NoRecommendation)
+    assert result.reason is NoRecommendationReason.SETTLING
+    assert result.message == (
+        "no pod has run with cpu 250m/1, memory 256Mi/1Gi yet; 1 earlier configuration seen"
+    )
+    two = joined_app(stats_of(CANARY, OLD))
+    assert isinstance(two, NoRecommendation)
+    assert two.message.endswith("; 2 earlier configurations seen")
+
+
+def test_a_spec_without_requests_matches_pods_whose_requests_are_the_limits() -> None:
+    spec = deployment()
+    resources = spec["spec"]["template"]["spec"]["containers"][0]["resources"]
+    resources["requests"] = {}
+    resources["limits"] = {"cpu": "2", "memory": "1Gi"}
+    info = deployment_info(spec, "WEB_CONCURRENCY")
+    # kube-state-metrics shows what the API server defaulted: requests = limits.
+    stats = stats_of(configuration(("2", "2"), ("1Gi", "1Gi"), 0.0))
+    (app, _) = join([info], [WorkloadStats(ref=info.ref, containers=(stats,))])
+    assert isinstance(app.stats, ContainerStats)
+
+
+def test_resources_kube_state_metrics_could_not_show_do_not_contradict_the_spec() -> None:
+    unknown = configuration((None, None), (None, None), 0.2)
+    result = joined_app(stats_of(unknown))
+    assert isinstance(result, ContainerStats)
+    assert result.container.cpu_limit == 1000  # the spec's
+    assert result.cpu.throttled_period_ratio == 0.2
 
 
 def test_the_oldest_policy_governs_an_overlap() -> None:

@@ -4,7 +4,9 @@ The API server says what each Deployment is configured with (its containers' res
 where WEB_CONCURRENCY comes from, the burst annotation, its labels); Prometheus says how
 it behaved. This module joins the two for the report and for reconcile, and applies the
 per-Deployment overrides of docs/policy-reference.md: the ``unthrottle.dev/tier`` label and the
-``unthrottle.dev/ignore: "true"`` annotation.
+``unthrottle.dev/ignore: "true"`` annotation. The join picks, among the configurations the
+window holds (docs/recommendations.md, "History belongs to a configuration"), the one the
+Deployment's spec runs now (:func:`configured`).
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ from typing import Any, NamedTuple
 
 from unthrottle.model.names import IGNORE_ANNOTATION, SYSTEM_NAMESPACES, TIER_LABEL
 from unthrottle.model.policy import ThrottlePolicySpec, Tier
+from unthrottle.model.quantity import format_bytes, format_millicores
 from unthrottle.model.recommendation import NoRecommendation, NoRecommendationReason
-from unthrottle.model.stats import ContainerResources, ContainerStats
+from unthrottle.model.stats import ConfigurationStats, ContainerResources, ContainerStats
 from unthrottle.model.workload import DeploymentInfo, WorkloadRef, WorkloadStats
 
 __all__ = [
     "ContainerInScope",
     "OperatorScope",
     "Rival",
+    "configured",
+    "describe_configuration",
     "is_ignored",
     "join",
     "namespaces_in_scope",
@@ -64,11 +69,76 @@ class ContainerInScope:
         return self.deployment.ref
 
 
-def _configured(stats: ContainerStats, spec: ContainerResources) -> ContainerStats:
-    # The Deployment's spec is what the next pods get; kube-state-metrics may lag a rollout.
-    # Threads are not in a spec: keep what the statistics knew.
+_UNKNOWN = (None, None, None, None)
+
+
+def _effective(resources: ContainerResources) -> tuple[int | None, ...]:
+    # Kubernetes defaults an unset request to the limit: a spec with limits only runs pods
+    # whose kube-state-metrics request is the limit.
+    cpu_request = resources.cpu_limit if resources.cpu_request is None else resources.cpu_request
+    memory_request = (
+        resources.memory_limit if resources.memory_request is None else resources.memory_request
+    )
+    return (cpu_request, resources.cpu_limit, memory_request, resources.memory_limit)
+
+
+def _pair(request: str | None, limit: str | None) -> str:
+    low, high = request or "none", limit or "none"
+    return low if low == high else f"{low}/{high}"
+
+
+def describe_configuration(resources: ContainerResources) -> str:
+    """``cpu 600m/2, memory 1Gi``: requests/limits, one value when they are equal."""
+    cpu_request, cpu_limit, memory_request, memory_limit = _effective(resources)
+
+    def cores(value: int | None) -> str | None:
+        return None if value is None else format_millicores(value)
+
+    def size(value: int | None) -> str | None:
+        return None if value is None else format_bytes(value)
+
+    return (
+        f"cpu {_pair(cores(cpu_request), cores(cpu_limit))}, "
+        f"memory {_pair(size(memory_request), size(memory_limit))}"
+    )
+
+
+def configured(
+    stats: ContainerStats, spec: ContainerResources
+) -> ContainerStats | NoRecommendation:
+    """The statistics of the configuration the Deployment runs now, or SETTLING.
+
+    Among the current configuration and the history, the one whose requests and limits
+    equal the spec's becomes the statistics (the others its history, newest first), with
+    the spec's resources (threads, which no spec holds, from the statistics). When none
+    does, no pod has run with the spec yet and the earlier configurations' counters belong
+    to their own limits: SETTLING. Resources that kube-state-metrics could not show at all
+    (one configuration, all unknown) cannot contradict the spec and are taken as its.
+    """
+    seen = [
+        ConfigurationStats(container=stats.container, cpu=stats.cpu, memory=stats.memory),
+        *stats.history,
+    ]
+    wanted = _effective(spec)
+    match = next((c for c in seen if _effective(c.container) == wanted), None)
+    if match is None and len(seen) == 1 and _effective(seen[0].container) == _UNKNOWN:
+        match = seen[0]
+    if match is None:
+        earlier = len(seen)
+        return NoRecommendation(
+            reason=NoRecommendationReason.SETTLING,
+            message=(
+                f"no pod has run with {describe_configuration(spec)} yet; "
+                f"{earlier} earlier configuration{'' if earlier == 1 else 's'} seen"
+            ),
+        )
     container = spec.model_copy(update={"threads": spec.threads or stats.container.threads})
-    return stats.model_copy(update={"container": container})
+    return ContainerStats(
+        container=container,
+        cpu=match.cpu,
+        memory=match.memory,
+        history=tuple(c for c in seen if c is not match),
+    )
 
 
 def join(
@@ -94,7 +164,7 @@ def join(
                     ),
                 )
             else:
-                result = _configured(stats, container)
+                result = configured(stats, container)
             joined.append(ContainerInScope(deployment, container, result))
     return joined
 
