@@ -397,3 +397,59 @@ def test_active_period_ratio_scales_usage_to_active_periods() -> None:
     del document["cpu"]["activePeriodRatio"]  # type: ignore[attr-defined]
     assumed = estimate_demand(ContainerStats.model_validate(document).cpu, 500)
     assert assumed.model.scale == pytest.approx(500)
+
+
+# --- settling: the configuration applied last is judged on its own samples --------------
+
+EARLIER = {
+    "container": {"name": "app", "cpuRequest": "300m", "cpuLimit": "300m"},
+    "cpu": {
+        "usageCores": {"p50": 0.29, "p95": 0.3, "p99": 0.3, "max": 0.3},
+        "throttledPeriodRatio": 0.6,
+        "samples": 2000,
+        "windowSeconds": 86_400,
+    },
+}
+
+
+def settling_stats(samples: int, history: bool) -> ContainerStats:
+    # The current configuration 600m/1200m, 150 s steps over a day: minCoverage 25% of
+    # 86 400 s needs 0.25 × 86 400 / 150 = 144 samples (more than minSamples 10).
+    document: dict[str, Any] = {
+        "container": {"name": "app", "cpuRequest": "600m", "cpuLimit": "1200m"},
+        "cpu": {
+            "usageCores": {"p50": 0.3, "p95": 0.35, "p99": 0.4, "max": 0.5},
+            "throttledPeriodRatio": 0.0,
+            "samples": samples,
+            "windowSeconds": 86_400,
+            "stepSeconds": 150,
+        },
+        "history": [EARLIER] if history else [],
+    }
+    return ContainerStats.model_validate(document)
+
+
+SETTLING_POLICY = {"history": {"minSamples": 10, "minCoverage": 0.25}}
+
+
+def test_settling_after_a_change_says_how_long() -> None:
+    # 12 of 144 samples: (144 − 12) × 150 s = 19 800 s = 5h30m.
+    result = recommend(settling_stats(12, history=True), policy(**SETTLING_POLICY))
+    assert isinstance(result, NoRecommendation)
+    assert result.reason is NoRecommendationReason.SETTLING
+    assert result.message == (
+        "the configuration applied last (cpu 600m/1200m) has 12 of 144 samples of its own; "
+        "about 5h30m more"
+    )
+
+
+def test_too_little_history_without_a_change_is_insufficient_data() -> None:
+    result = recommend(settling_stats(12, history=False), policy(**SETTLING_POLICY))
+    assert isinstance(result, NoRecommendation)
+    assert result.reason is NoRecommendationReason.INSUFFICIENT_DATA
+
+
+def test_settled_configuration_is_recommended() -> None:
+    assert isinstance(
+        recommend(settling_stats(144, history=True), policy(**SETTLING_POLICY)), Recommendation
+    )

@@ -264,3 +264,12 @@ def test_is_due() -> None:
 def test_status_merge_patch_unsets_empty_strings() -> None:
     status = {"message": "", "conditions": [{"type": "Ready", "message": ""}], "n": 0}
     assert as_merge_patch(status) == {"message": None, "conditions": [{"type": "Ready"}], "n": 0}
+
+
+def test_settling_is_never_patched() -> None:
+    d = deployment()
+    settling = NoRecommendation(reason=NoRecommendationReason.SETTLING, message="about 5h more")
+    decision = decide(d, {"app": settling}, ThrottlePolicySpec(), context())
+    assert decision.patch is None
+    assert decision.containers[0].action is ContainerAction.SETTLING
+    assert decision.containers[0].reason == "about 5h more"

@@ -1,6 +1,7 @@
 """One container's recommendation: the steps of docs/recommendations.md, in order.
 
-1. Enough history? Otherwise ``insufficient-data``, and nothing else is computed.
+1. Enough history of the current configuration? Otherwise ``settling`` (after a change)
+   or ``insufficient-data``, and nothing else is computed.
 2. Fit the demand model to the throttling counters (:mod:`.demand`).
 3. Tier: request = demand percentile × (1 + headroom), rounded up, within bounds.
 4. Limit per ``limitPolicy``; raised until the projected throttle ratio (with the burst
@@ -25,7 +26,7 @@ from unthrottle.engine.demand import (
     projected_throttle_ratio,
 )
 from unthrottle.engine.diagnosis import diagnose
-from unthrottle.engine.guardrails import check_history, clamp, coverage
+from unthrottle.engine.guardrails import check_settling, clamp, coverage
 from unthrottle.engine.memory import MemoryPlan, recommend_memory
 from unthrottle.engine.tiers import TIER_RULES, usage_percentile_for
 from unthrottle.engine.workers import (
@@ -243,7 +244,7 @@ def recommend(stats: ContainerStats, policy: ThrottlePolicySpec) -> Recommendati
     estimate = estimate_demand(stats.cpu, stats.container.cpu_limit)
     demand_p99 = estimate.percentile(stats.cpu.usage_cores.p99)
     evidence = _evidence(stats, estimate, demand_p99)
-    insufficient = check_history(stats.cpu, policy.history)
+    insufficient = check_settling(stats, policy.history)
     if insufficient is not None:
         return insufficient.model_copy(update={"evidence": evidence})
     manage = manages_workers(policy.web_concurrency, stats.container)

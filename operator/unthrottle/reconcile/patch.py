@@ -111,6 +111,8 @@ class _Targets:
 def _no_recommendation_action(result: NoRecommendation) -> ContainerAction:
     if result.reason is NoRecommendationReason.INSUFFICIENT_DATA:
         return ContainerAction.INSUFFICIENT_DATA
+    if result.reason is NoRecommendationReason.SETTLING:
+        return ContainerAction.SETTLING
     return ContainerAction.SKIPPED
 
 
