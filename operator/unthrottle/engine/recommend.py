@@ -1,7 +1,8 @@
 """One container's recommendation: the steps of docs/recommendations.md, in order.
 
 1. Enough history of the current configuration? Otherwise ``settling`` (after a change)
-   or ``insufficient-data``, and nothing else is computed.
+   or ``insufficient-data``, and nothing else is computed. Counters that contradict
+   each other: ``contradictory-evidence`` (:mod:`.evidence`).
 2. Fit the demand model to the throttling counters (:mod:`.demand`).
 3. Tier: request = demand percentile × (1 + headroom), rounded up, within bounds.
 4. Limit per ``limitPolicy``; raised until the projected throttle ratio (with the burst
@@ -26,6 +27,7 @@ from unthrottle.engine.demand import (
     projected_throttle_ratio,
 )
 from unthrottle.engine.diagnosis import diagnose
+from unthrottle.engine.evidence import check_evidence
 from unthrottle.engine.guardrails import check_settling, clamp, coverage
 from unthrottle.engine.memory import MemoryPlan, recommend_memory
 from unthrottle.engine.tiers import TIER_RULES, usage_percentile_for
@@ -247,6 +249,9 @@ def recommend(stats: ContainerStats, policy: ThrottlePolicySpec) -> Recommendati
     insufficient = check_settling(stats, policy.history)
     if insufficient is not None:
         return insufficient.model_copy(update={"evidence": evidence})
+    contradiction = check_evidence(stats)
+    if contradiction is not None:
+        return contradiction.model_copy(update={"evidence": evidence})
     manage = manages_workers(policy.web_concurrency, stats.container)
     plan = _plan_cpu(stats, policy, estimate, manage)
     workers = _plan_workers(stats, manage, plan.request, plan.limit)
