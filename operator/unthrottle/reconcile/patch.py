@@ -8,8 +8,8 @@ docs/recommendations.md (section 10) in this order, and the first that holds dec
 2. the data is whole (Prometheus answered without partial-response warnings) and the
    container has a recommendation (otherwise ``InsufficientData`` or ``Skipped``);
 3. no template is being rolled out (:meth:`DeploymentInfo.pending_rollout`; unavailable
-   pods of the current template do not count); no HorizontalPodAutoscaler scales the Deployment on CPU
-   utilization (utilization is usage / request, so a new request moves the HPA);
+   pods of the current template do not count); no HorizontalPodAutoscaler scales the
+   Deployment on CPU utilization (utilization is usage / request, so a new request moves the HPA);
 4. the cooldown since the last patch (or rollback) has passed;
 5. some value moves by at least ``patch.minChange`` after the step limits, or a container
    throttled above the target gets a higher limit (any step up counts then);
