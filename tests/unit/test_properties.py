@@ -24,6 +24,7 @@ from unthrottle.model.recommendation import (
     RecommendationResult,
 )
 from unthrottle.model.stats import ContainerStats, WebConcurrencySource
+from unthrottle.reconcile.patch import _stepped
 
 MI = 2**20
 WEEK = 604_800
@@ -654,3 +655,38 @@ def test_throttled_without_a_limit_is_refused(
     result = recommend(stats, build_policy(policy_doc))
     assert isinstance(result, NoRecommendation)
     assert result.reason is NoRecommendationReason.CONTRADICTORY_EVIDENCE
+
+
+@PROPERTY
+@given(container_stats_docs(), policy_docs())
+def test_unthrottled_limit_never_below_max_usage(
+    doc: dict[str, Any], policy_doc: dict[str, Any]
+) -> None:
+    # No throttling seen (or no limit at all): the window's maximum usage ran without a
+    # quota in its way, so no recommended limit cuts it, unless cpu.maxLimit says so.
+    stats, policy = build_stats(doc), build_policy(policy_doc)
+    assume(stats.container.cpu_limit is None or stats.cpu.throttled_period_ratio < 1e-4)
+    rec = recommendation(stats, policy)
+    if rec.cpu_limit is not None and policy.cpu.max_limit is None:
+        assert rec.cpu_limit >= stats.cpu.usage_cores.max
+
+
+@PROPERTY
+@given(container_stats_docs(), policy_docs())
+def test_stepped_patch_stays_within_the_step_limits(
+    doc: dict[str, Any], policy_doc: dict[str, Any]
+) -> None:
+    # The request of one patch moves at most × maxStepUp / × maxStepDown, and the CPU
+    # limit is never below the stepped request.
+    stats, policy = build_stats(doc), build_policy(policy_doc)
+    assume(stats.container.cpu_request is not None)
+    rec = recommendation(stats, policy)
+    after = _stepped(stats.container, rec, policy)
+    current = stats.container.cpu_request
+    assert current is not None and after.cpu_request is not None
+    assert math.ceil(current * policy.patch.max_step_down) <= after.cpu_request or (
+        after.cpu_request == rec.cpu_request
+    )
+    assert after.cpu_request <= max(1, math.floor(current * policy.patch.max_step_up))
+    if after.cpu_limit is not None:
+        assert after.cpu_limit >= after.cpu_request

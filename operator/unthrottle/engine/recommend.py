@@ -21,6 +21,7 @@ from unthrottle.engine.demand import (
     FIT_THROTTLED_SECONDS,
     FIT_UNTHROTTLED,
     FIT_UNTHROTTLED_FLOOR,
+    MIN_THROTTLE_RATIO,
     DemandEstimate,
     estimate_demand,
     limit_for_target,
@@ -134,6 +135,12 @@ def _plan_cpu(
         limit = _round_cpu(request * rule.limit_ratio)
         notes.append(f"limit = {rule.limit_ratio:g} × request = {describe_millicores(limit)}")
     limit = clamp(limit, bounds.min_limit, None)
+    peak = _round_cpu(cpu.usage_cores.max)
+    if (container.cpu_limit is None or ratio < MIN_THROTTLE_RATIO) and limit < peak:
+        # No quota or no throttling: the window's maximum (start-up bursts included) ran
+        # unthrottled, so a first limit never goes below it.
+        limit = peak
+        notes.append(f"limit kept at the observed maximum usage {describe_millicores(peak)}")
     if projected_at(limit) > target:
         # The smallest limit, in 10m steps, that meets the target: a binary search, since
         # the projection falls as the limit (and the burst it allows) grows.
