@@ -512,3 +512,11 @@ def test_seed_scenarios_are_consistent() -> None:
             isinstance(result, NoRecommendation)
             and result.reason is NoRecommendationReason.CONTRADICTORY_EVIDENCE
         ), (scenario.name, result.message)
+
+
+def test_first_limit_never_below_the_maximum_usage() -> None:
+    # No limit, usage p95 5m, 800m at start-up: dev asks 1.5 × 10m (minRequest) for the
+    # limit, which would throttle every start; the limit is kept at the maximum, 800m.
+    s = stats({"cpuRequest": "500m"}, {"p50": 0.003, "p95": 0.005, "p99": 0.01, "max": 0.8}, 0.0)
+    r = recommended(s, policy(tier="dev"))
+    assert (r.cpu_request, r.cpu_limit) == (10, 800)
