@@ -222,8 +222,10 @@ def test_absent_and_null_throttled_seconds_agree(
 
 def test_bare_numbers_are_cores(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # In a manifest "cpu: 1" is one core; the CLI reads bare numbers the same way.
-    text = example(container={"cpuLimit": "1"}, policy={"cpu": {"minRequest": "2"}})
-    number = example(container={"cpuLimit": 1}, policy={"cpu": {"minRequest": 2}})
+    # (r = 0.2 at one core: the example's 0.6 would imply 600m of use, not its 100m.)
+    cpu = {"throttledPeriodRatio": 0.2}
+    text = example(container={"cpuLimit": "1"}, policy={"cpu": {"minRequest": "2"}}, cpu=cpu)
+    number = example(container={"cpuLimit": 1}, policy={"cpu": {"minRequest": 2}}, cpu=cpu)
     _, from_text, _ = run(tmp_path, capsys, text)
     _, from_number, _ = run(tmp_path, capsys, number)
     assert from_number == from_text

@@ -6,6 +6,7 @@ docs/recommendations.md; the code is not consulted for them.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -21,6 +22,8 @@ from unthrottle.model.recommendation import (
     Recommendation,
 )
 from unthrottle.model.stats import ContainerStats
+from unthrottle.sim.scenarios import all_scenarios
+from unthrottle.sim.stats import scenario_stats
 
 MI = 2**20
 WEEK = 604_800
@@ -397,3 +400,123 @@ def test_active_period_ratio_scales_usage_to_active_periods() -> None:
     del document["cpu"]["activePeriodRatio"]  # type: ignore[attr-defined]
     assumed = estimate_demand(ContainerStats.model_validate(document).cpu, 500)
     assert assumed.model.scale == pytest.approx(500)
+
+
+# --- settling: the configuration applied last is judged on its own samples --------------
+
+EARLIER = {
+    "container": {"name": "app", "cpuRequest": "300m", "cpuLimit": "300m"},
+    "cpu": {
+        "usageCores": {"p50": 0.29, "p95": 0.3, "p99": 0.3, "max": 0.3},
+        "throttledPeriodRatio": 0.6,
+        "samples": 2000,
+        "windowSeconds": 86_400,
+    },
+}
+
+
+def settling_stats(samples: int, history: bool) -> ContainerStats:
+    # The current configuration 600m/1200m, 150 s steps over a day: minCoverage 25% of
+    # 86 400 s needs 0.25 × 86 400 / 150 = 144 samples (more than minSamples 10).
+    document: dict[str, Any] = {
+        "container": {"name": "app", "cpuRequest": "600m", "cpuLimit": "1200m"},
+        "cpu": {
+            "usageCores": {"p50": 0.3, "p95": 0.35, "p99": 0.4, "max": 0.5},
+            "throttledPeriodRatio": 0.0,
+            "samples": samples,
+            "windowSeconds": 86_400,
+            "stepSeconds": 150,
+        },
+        "history": [EARLIER] if history else [],
+    }
+    return ContainerStats.model_validate(document)
+
+
+SETTLING_POLICY = {"history": {"minSamples": 10, "minCoverage": 0.25}}
+
+
+def test_settling_after_a_change_says_how_long() -> None:
+    # 12 of 144 samples: (144 − 12) × 150 s = 19 800 s = 5h30m.
+    result = recommend(settling_stats(12, history=True), policy(**SETTLING_POLICY))
+    assert isinstance(result, NoRecommendation)
+    assert result.reason is NoRecommendationReason.SETTLING
+    assert result.message == (
+        "the configuration applied last (cpu 600m/1200m) has 12 of 144 samples of its own; "
+        "about 5h30m more"
+    )
+
+
+def test_too_little_history_without_a_change_is_insufficient_data() -> None:
+    result = recommend(settling_stats(12, history=False), policy(**SETTLING_POLICY))
+    assert isinstance(result, NoRecommendation)
+    assert result.reason is NoRecommendationReason.INSUFFICIENT_DATA
+
+
+def test_settled_configuration_is_recommended() -> None:
+    assert isinstance(
+        recommend(settling_stats(144, history=True), policy(**SETTLING_POLICY)), Recommendation
+    )
+
+
+# --- contradictory evidence is refused before any fitting -------------------------------
+
+CONTRADICTIONS = [
+    # 97.6% throttled at 2 cores implies ≥ 0.976 × 2000 = 1952m used (f unknown: a quarter,
+    # 488m, is the tolerance); 270m is far below.
+    ({"cpuLimit": "2"}, {"p50": 0.27, "p95": 0.5, "p99": 0.6, "max": 0.8}, 0.976, None, "5.4"),
+    # f known: 0.5 × 0.8 × 0.5 × 1000 = 200m tolerance; 150m is below it.
+    ({"cpuLimit": "1"}, {"p50": 0.15, "p95": 0.5, "p99": 0.6, "max": 0.8}, 0.8, 0.5, "400m"),
+    ({}, STEADY, 0.2, None, "without a CPU limit"),
+    (
+        {"cpuLimit": "300m"},
+        {"p50": 0.35, "p95": 0.35, "p99": 0.35, "max": 0.4},
+        0.0,
+        None,
+        "mean usage 350m is above",
+    ),
+    # p99 380m > 1.25 × 300m = 375m
+    (
+        {"cpuLimit": "300m"},
+        {"p50": 0.2, "p95": 0.3, "p99": 0.38, "max": 0.4},
+        0.0,
+        None,
+        "usage p99 380m",
+    ),
+    ({"cpuRequest": "2", "cpuLimit": "1"}, STEADY, 0.0, None, "CPU request 2 cores"),
+    ({"memoryRequest": "1Gi", "memoryLimit": "512Mi"}, STEADY, 0.0, None, "memory request"),
+]
+
+
+@pytest.mark.parametrize(("container", "usage", "ratio", "active", "phrase"), CONTRADICTIONS)
+def test_contradictory_evidence_is_refused(
+    container: dict[str, Any],
+    usage: dict[str, float],
+    ratio: float,
+    active: float | None,
+    phrase: str,
+) -> None:
+    s = stats(container, usage, ratio)
+    if active is not None:
+        s = s.model_copy(update={"cpu": s.cpu.model_copy(update={"active_period_ratio": active})})
+    result = recommend(s, policy())
+    assert isinstance(result, NoRecommendation)
+    assert result.reason is NoRecommendationReason.CONTRADICTORY_EVIDENCE
+    assert phrase in result.message
+
+
+def test_seed_scenarios_are_consistent() -> None:
+    # Ten simulated minutes of each seed scenario, both data shapes: none is refused.
+    for scenario, full in itertools.product(all_scenarios(), (False, True)):
+        result = recommend(scenario_stats(scenario, 600, full_shape=full), policy())
+        assert not (
+            isinstance(result, NoRecommendation)
+            and result.reason is NoRecommendationReason.CONTRADICTORY_EVIDENCE
+        ), (scenario.name, result.message)
+
+
+def test_first_limit_never_below_the_maximum_usage() -> None:
+    # No limit, usage p95 5m, 800m at start-up: dev asks 1.5 × 10m (minRequest) for the
+    # limit, which would throttle every start; the limit is kept at the maximum, 800m.
+    s = stats({"cpuRequest": "500m"}, {"p50": 0.003, "p95": 0.005, "p99": 0.01, "max": 0.8}, 0.0)
+    r = recommended(s, policy(tier="dev"))
+    assert (r.cpu_request, r.cpu_limit) == (10, 800)

@@ -38,9 +38,11 @@ def deployment(
     annotations: dict[str, str] | None = None,
     ready: bool = True,
     limits: dict[str, str] | None = None,
+    status_changes: dict[str, int] | None = None,
 ) -> DeploymentInfo:
     status = {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1}
     status["availableReplicas"] = 1 if ready else 0
+    status.update(status_changes or {})
     return deployment_info(
         {
             "metadata": {
@@ -134,7 +136,6 @@ def test_patch_is_stepped_and_touches_only_owned_fields() -> None:
     ("changes", "ready", "phrase"),
     [
         ({"data_partial": True}, True, "partial"),
-        ({}, False, "rollout is in progress"),
         ({"hpa_on_cpu": True}, True, "HorizontalPodAutoscaler"),
         ({"last_patched_ms": NOW_MS - HOUR_MS}, True, "cooldown: 23h"),
         ({"rollout_slots": 0}, True, "maxConcurrentRollouts"),
@@ -160,14 +161,78 @@ def test_cooldown_over_allows_a_patch() -> None:
 
 def test_hysteresis_skips_small_changes() -> None:
     d = deployment()
-    result = recommend(quota_bound(d.containers[0].model_dump()), ThrottlePolicySpec())
-    policy = ThrottlePolicySpec.model_validate({"patch": {"minChange": 1.0}})
-    # the largest move is 300m → 600m, +100%: at minChange 100% it still counts ...
-    assert decide(d, {"app": result}, policy, context()).patch is not None
-    # ... and with steps capped at +50% nothing reaches 100%.
-    capped = ThrottlePolicySpec.model_validate({"patch": {"minChange": 1.0, "maxStepUp": 1.5}})
-    decision = decide(d, {"app": result}, capped, context())
+    # Unthrottled at 300m with usage 200m: the engine asks for 300m → 450m and so on.
+    calm = quota_bound(d.containers[0].model_dump())
+    calm = calm.model_copy(
+        update={"cpu": calm.cpu.model_copy(update={"throttled_period_ratio": 0.0})}
+    )
+    result = recommend(calm, ThrottlePolicySpec())
+    policy = ThrottlePolicySpec.model_validate({"patch": {"minChange": 1.0, "maxStepUp": 1.5}})
+    # with steps capped at +50% nothing reaches minChange 100%.
+    decision = decide(d, {"app": result}, policy, context())
     assert decision.patch is None and "minChange" in decision.skip_reason
+
+
+def test_hysteresis_never_strands_a_throttled_container() -> None:
+    # Throttled in 60% of periods at 300m: a step of +50% (under minChange 100%) is still
+    # rolled out, since the limit moves up for a container throttled above the target.
+    d = deployment()
+    result = recommend(quota_bound(d.containers[0].model_dump()), ThrottlePolicySpec())
+    policy = ThrottlePolicySpec.model_validate({"patch": {"minChange": 1.0, "maxStepUp": 1.5}})
+    decision = decide(d, {"app": result}, policy, context())
+    assert decision.patch is not None
+    container = decision.patch["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["cpu"] == "450m"
+
+
+PENDING_ROLLOUTS = [
+    ({"observedGeneration": 1}, "the controller has observed generation 1 of 2"),
+    ({"replicas": 3, "updatedReplicas": 2}, "1 of 3 replicas still run the old template"),
+]
+
+
+@pytest.mark.parametrize(("status", "phrase"), PENDING_ROLLOUTS)
+def test_a_pending_template_holds_the_patch_back(status: dict[str, int], phrase: str) -> None:
+    d = deployment(status_changes=status)
+    result = recommend(quota_bound(d.containers[0].model_dump()), ThrottlePolicySpec())
+    decision = decide(d, {"app": result}, ThrottlePolicySpec(), context())
+    assert decision.patch is None
+    assert decision.skip_reason == f"rollout-in-progress: {phrase}"
+    assert d.rollout_in_progress
+
+
+def test_unavailable_pods_of_the_current_template_are_patched() -> None:
+    # A throttled service failing its probes is not rolling out: it is the one to fix.
+    d = deployment(ready=False)
+    assert d.pending_rollout() == "" and not d.rollout_in_progress
+    result = recommend(quota_bound(d.containers[0].model_dump()), ThrottlePolicySpec())
+    assert decide(d, {"app": result}, ThrottlePolicySpec(), context()).patch is not None
+
+
+def test_one_patch_never_cuts_the_request_past_its_step() -> None:
+    # Request 500m, no CPU limit, nearly idle: the engine asks for a small request and a
+    # limit; the request steps down to 250m at most (× 0.5), and the new limit is never
+    # below the stepped request (not 20m/20m in one patch).
+    d = deployment(limits={"memory": "512Mi"})
+    d = d.model_copy(
+        update={"containers": (d.containers[0].model_copy(update={"cpu_request": 500}),)}
+    )
+    idle = ContainerStats.model_validate(
+        {
+            "container": {"name": "app", "cpuRequest": "500m"},
+            "cpu": {
+                "usageCores": {"p50": 0.001, "p95": 0.002, "p99": 0.003, "max": 0.005},
+                "throttledPeriodRatio": 0.0,
+                "samples": 2016,
+                "windowSeconds": 604_800,
+            },
+        }
+    )
+    result = recommend(idle, ThrottlePolicySpec())
+    decision = decide(d, {"app": result}, ThrottlePolicySpec(), context())
+    applied = decision.containers[0].applied
+    assert applied is not None and applied.cpu_request == 250
+    assert applied.cpu_limit is not None and applied.cpu_limit >= 250
 
 
 def test_insufficient_data_is_never_patched() -> None:
@@ -264,3 +329,12 @@ def test_is_due() -> None:
 def test_status_merge_patch_unsets_empty_strings() -> None:
     status = {"message": "", "conditions": [{"type": "Ready", "message": ""}], "n": 0}
     assert as_merge_patch(status) == {"message": None, "conditions": [{"type": "Ready"}], "n": 0}
+
+
+def test_settling_is_never_patched() -> None:
+    d = deployment()
+    settling = NoRecommendation(reason=NoRecommendationReason.SETTLING, message="about 5h more")
+    decision = decide(d, {"app": settling}, ThrottlePolicySpec(), context())
+    assert decision.patch is None
+    assert decision.containers[0].action is ContainerAction.SETTLING
+    assert decision.containers[0].reason == "about 5h more"

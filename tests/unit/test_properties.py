@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from unthrottle.engine.recommend import recommend
 from unthrottle.model.policy import LimitPolicy, ThrottlePolicySpec, Tier
+from unthrottle.model.quantity import parse_millicores
 from unthrottle.model.recommendation import (
     NoRecommendation,
     NoRecommendationReason,
@@ -23,6 +24,7 @@ from unthrottle.model.recommendation import (
     RecommendationResult,
 )
 from unthrottle.model.stats import ContainerStats, WebConcurrencySource
+from unthrottle.reconcile.patch import _stepped
 
 MI = 2**20
 WEEK = 604_800
@@ -139,7 +141,30 @@ def container_stats_docs(
     return document
 
 
+def consistent(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document made self-consistent (engine/evidence.py): throttling only under a
+    limit, usage within it, a request within it, and a mean usage of at least f·r·L."""
+    container, cpu = dict(doc["container"]), dict(doc["cpu"])
+    usage = dict(cpu["usage"])
+    limit_text = container.get("cpuLimit")
+    if limit_text is None:
+        cpu["throttledPeriodRatio"] = 0.0
+    else:
+        limit = parse_millicores(limit_text)
+        highest = limit * 105 // 100  # within the 5% a mean may exceed the limit by
+        usage = {name: min(value, highest) for name, value in usage.items()}
+        request = container.get("cpuRequest")
+        if request is not None and parse_millicores(request) > limit:
+            container["cpuRequest"] = limit_text
+        implied = cpu.get("activePeriodRatio", 1.0) * cpu["throttledPeriodRatio"] * limit
+        mean = usage.get("mean", usage["p50"])
+        usage["mean"] = min(highest, max(mean, math.ceil(implied)))
+    cpu["usage"] = usage
+    return {**doc, "container": container, "cpu": cpu}
+
+
 def build_stats(doc: dict[str, Any]) -> ContainerStats:
+    doc = consistent(doc)
     cpu = doc["cpu"]
     wire_cpu: dict[str, Any] = {
         "usageCores": as_cores(cpu["usage"]),
@@ -609,3 +634,59 @@ def test_first_throttling_never_lowers_limit() -> None:
 
     unthrottled, throttled = at(0.0), at(0.01)
     assert (unthrottled.cpu_limit, throttled.cpu_limit) == (900, 920)
+
+
+@PROPERTY
+@given(container_stats_docs(limit=False), policy_docs(), st.floats(1e-4, 1.0))
+def test_throttled_without_a_limit_is_refused(
+    doc: dict[str, Any], policy_doc: dict[str, Any], ratio: float
+) -> None:
+    # Built without the consistency repair: CFS throttles only under a quota.
+    stats = build_stats(doc).model_copy(update={"cpu": None})
+    stats = ContainerStats.model_validate(
+        {
+            **stats.model_dump(by_alias=True, exclude={"cpu"}),
+            "cpu": {
+                **build_stats(doc).cpu.model_dump(by_alias=True),
+                "throttledPeriodRatio": ratio,
+            },
+        }
+    )
+    result = recommend(stats, build_policy(policy_doc))
+    assert isinstance(result, NoRecommendation)
+    assert result.reason is NoRecommendationReason.CONTRADICTORY_EVIDENCE
+
+
+@PROPERTY
+@given(container_stats_docs(), policy_docs())
+def test_unthrottled_limit_never_below_max_usage(
+    doc: dict[str, Any], policy_doc: dict[str, Any]
+) -> None:
+    # No throttling seen (or no limit at all): the window's maximum usage ran without a
+    # quota in its way, so no recommended limit cuts it, unless cpu.maxLimit says so.
+    stats, policy = build_stats(doc), build_policy(policy_doc)
+    assume(stats.container.cpu_limit is None or stats.cpu.throttled_period_ratio < 1e-4)
+    rec = recommendation(stats, policy)
+    if rec.cpu_limit is not None and policy.cpu.max_limit is None:
+        assert rec.cpu_limit >= stats.cpu.usage_cores.max
+
+
+@PROPERTY
+@given(container_stats_docs(), policy_docs())
+def test_stepped_patch_stays_within_the_step_limits(
+    doc: dict[str, Any], policy_doc: dict[str, Any]
+) -> None:
+    # The request of one patch moves at most × maxStepUp / × maxStepDown, and the CPU
+    # limit is never below the stepped request.
+    stats, policy = build_stats(doc), build_policy(policy_doc)
+    assume(stats.container.cpu_request is not None)
+    rec = recommendation(stats, policy)
+    after = _stepped(stats.container, rec, policy)
+    current = stats.container.cpu_request
+    assert current is not None and after.cpu_request is not None
+    assert math.ceil(current * policy.patch.max_step_down) <= after.cpu_request or (
+        after.cpu_request == rec.cpu_request
+    )
+    assert after.cpu_request <= max(1, math.floor(current * policy.patch.max_step_up))
+    if after.cpu_limit is not None:
+        assert after.cpu_limit >= after.cpu_request

@@ -12,12 +12,14 @@ import math
 from collections.abc import Iterable
 
 from unthrottle.model.policy import HistoryPolicy, PatchPolicy
+from unthrottle.model.quantity import format_duration, format_millicores
 from unthrottle.model.recommendation import NoRecommendation, NoRecommendationReason
-from unthrottle.model.stats import CpuStats
+from unthrottle.model.stats import ContainerStats, CpuStats
 
 __all__ = [
     "apply_step_limit",
     "check_history",
+    "check_settling",
     "clamp",
     "cooldown_remaining_ms",
     "coverage",
@@ -48,6 +50,36 @@ def check_history(cpu: CpuStats, history: HistoryPolicy) -> NoRecommendation | N
     else:
         return None
     return NoRecommendation(reason=NoRecommendationReason.INSUFFICIENT_DATA, message=message)
+
+
+def samples_needed(cpu: CpuStats, history: HistoryPolicy) -> int:
+    """The samples the policy needs: history.minSamples, and enough to cover minCoverage."""
+    for_coverage = math.ceil(history.min_coverage * cpu.window_seconds / cpu.step_seconds)
+    return max(history.min_samples, for_coverage)
+
+
+def check_settling(stats: ContainerStats, history: HistoryPolicy) -> NoRecommendation | None:
+    """``settling`` or ``insufficient-data`` when the current configuration is too new.
+
+    With earlier configurations in the window (a patch or an edit happened), too little
+    history of the current one is *settling*: the time left is (samples needed − samples
+    seen) × step. Without them it is plain ``insufficient-data``.
+    """
+    insufficient = check_history(stats.cpu, history)
+    if insufficient is None or not stats.history:
+        return insufficient
+    cpu, container = stats.cpu, stats.container
+    needed = samples_needed(cpu, history)
+    left_ms = max(0, needed - cpu.samples) * cpu.step_seconds * 1000
+    request = (
+        "no request" if container.cpu_request is None else format_millicores(container.cpu_request)
+    )
+    limit = "no limit" if container.cpu_limit is None else format_millicores(container.cpu_limit)
+    message = (
+        f"the configuration applied last (cpu {request}/{limit}) has {cpu.samples} of "
+        f"{needed} samples of its own; about {format_duration(left_ms)} more"
+    )
+    return NoRecommendation(reason=NoRecommendationReason.SETTLING, message=message)
 
 
 def clamp(value: int, low: int | None, high: int | None) -> int:

@@ -1,6 +1,8 @@
 """One container's recommendation: the steps of docs/recommendations.md, in order.
 
-1. Enough history? Otherwise ``insufficient-data``, and nothing else is computed.
+1. Enough history of the current configuration? Otherwise ``settling`` (after a change)
+   or ``insufficient-data``, and nothing else is computed. Counters that contradict
+   each other: ``contradictory-evidence`` (:mod:`.evidence`).
 2. Fit the demand model to the throttling counters (:mod:`.demand`).
 3. Tier: request = demand percentile × (1 + headroom), rounded up, within bounds.
 4. Limit per ``limitPolicy``; raised until the projected throttle ratio (with the burst
@@ -19,13 +21,15 @@ from unthrottle.engine.demand import (
     FIT_THROTTLED_SECONDS,
     FIT_UNTHROTTLED,
     FIT_UNTHROTTLED_FLOOR,
+    MIN_THROTTLE_RATIO,
     DemandEstimate,
     estimate_demand,
     limit_for_target,
     projected_throttle_ratio,
 )
 from unthrottle.engine.diagnosis import diagnose
-from unthrottle.engine.guardrails import check_history, clamp, coverage
+from unthrottle.engine.evidence import check_evidence
+from unthrottle.engine.guardrails import check_settling, clamp, coverage
 from unthrottle.engine.memory import MemoryPlan, recommend_memory
 from unthrottle.engine.tiers import TIER_RULES, usage_percentile_for
 from unthrottle.engine.workers import (
@@ -131,6 +135,12 @@ def _plan_cpu(
         limit = _round_cpu(request * rule.limit_ratio)
         notes.append(f"limit = {rule.limit_ratio:g} × request = {describe_millicores(limit)}")
     limit = clamp(limit, bounds.min_limit, None)
+    peak = _round_cpu(cpu.usage_cores.max)
+    if (container.cpu_limit is None or ratio < MIN_THROTTLE_RATIO) and limit < peak:
+        # No quota or no throttling: the window's maximum (start-up bursts included) ran
+        # unthrottled, so a first limit never goes below it.
+        limit = peak
+        notes.append(f"limit kept at the observed maximum usage {describe_millicores(peak)}")
     if projected_at(limit) > target:
         # The smallest limit, in 10m steps, that meets the target: a binary search, since
         # the projection falls as the limit (and the burst it allows) grows.
@@ -243,9 +253,12 @@ def recommend(stats: ContainerStats, policy: ThrottlePolicySpec) -> Recommendati
     estimate = estimate_demand(stats.cpu, stats.container.cpu_limit)
     demand_p99 = estimate.percentile(stats.cpu.usage_cores.p99)
     evidence = _evidence(stats, estimate, demand_p99)
-    insufficient = check_history(stats.cpu, policy.history)
+    insufficient = check_settling(stats, policy.history)
     if insufficient is not None:
         return insufficient.model_copy(update={"evidence": evidence})
+    contradiction = check_evidence(stats)
+    if contradiction is not None:
+        return contradiction.model_copy(update={"evidence": evidence})
     manage = manages_workers(policy.web_concurrency, stats.container)
     plan = _plan_cpu(stats, policy, estimate, manage)
     workers = _plan_workers(stats, manage, plan.request, plan.limit)

@@ -50,16 +50,36 @@ class DeploymentInfo(FrozenApiModel):
     # annotation and rollback): {container: {"resources": {...}, "env": entry or None}}.
     owned: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
+    def pending_rollout(self) -> str:
+        """``"rollout-in-progress: <why>"`` while a template is still being rolled out, else "".
+
+        Only a pending template counts: the controller has not observed the newest
+        generation, not every replica runs it, or old replicas remain. Unavailable pods of
+        the current template are *not* a rollout: a throttled service failing its probes
+        is exactly the one to fix, and waiting for it would wait forever.
+        """
+        if self.observed_generation < self.generation:
+            return (
+                f"rollout-in-progress: the controller has observed generation "
+                f"{self.observed_generation} of {self.generation}"
+            )
+        if self.updated_replicas < self.replicas:
+            return (
+                f"rollout-in-progress: {self.updated_replicas} of {self.replicas} replicas run "
+                "the newest template"
+            )
+        old = self.status_replicas - self.updated_replicas
+        if old > 0:
+            return (
+                f"rollout-in-progress: {old} of {self.status_replicas} replicas still run the "
+                "old template"
+            )
+        return ""
+
     @property
     def rollout_in_progress(self) -> bool:
-        """As ``kubectl rollout status`` sees it: the controller has not caught up, not every
-        replica runs the newest template, old replicas remain, or new ones are unavailable."""
-        return (
-            self.observed_generation < self.generation
-            or self.updated_replicas < self.replicas
-            or self.status_replicas > self.updated_replicas
-            or self.available_replicas < self.updated_replicas
-        )
+        """Whether :meth:`pending_rollout` has a reason (for counting rollouts in progress)."""
+        return bool(self.pending_rollout())
 
     def container(self, name: str) -> ContainerResources | None:
         return next((c for c in self.containers if c.name == name), None)

@@ -7,10 +7,12 @@ docs/recommendations.md (section 10) in this order, and the first that holds dec
    ``unthrottle.dev/auto-patch=enabled``); otherwise the action is ``Recommended``;
 2. the data is whole (Prometheus answered without partial-response warnings) and the
    container has a recommendation (otherwise ``InsufficientData`` or ``Skipped``);
-3. no rollout is in progress; no HorizontalPodAutoscaler scales the Deployment on CPU
-   utilization (utilization is usage / request, so a new request moves the HPA);
+3. no template is being rolled out (:meth:`DeploymentInfo.pending_rollout`; unavailable
+   pods of the current template do not count); no HorizontalPodAutoscaler scales the
+   Deployment on CPU utilization (utilization is usage / request, so a new request moves the HPA);
 4. the cooldown since the last patch (or rollback) has passed;
-5. some value moves by at least ``patch.minChange`` after the step limits;
+5. some value moves by at least ``patch.minChange`` after the step limits, or a container
+   throttled above the target gets a higher limit (any step up counts then);
 6. a rollout slot is free (``patch.maxConcurrentRollouts``).
 
 Only the fields unthrottle owns change, by a strategic-merge patch: the target
@@ -106,11 +108,16 @@ class DeploymentDecision:
 class _Targets:
     values: dict[str, ContainerResources] = field(default_factory=dict)
     pairs: list[tuple[int | None, int | None]] = field(default_factory=list)
+    # Throttled above the target and the limit moves up: worth a rollout whatever
+    # patch.minChange says (hysteresis must not strand a throttled container).
+    urgent: bool = False
 
 
 def _no_recommendation_action(result: NoRecommendation) -> ContainerAction:
     if result.reason is NoRecommendationReason.INSUFFICIENT_DATA:
         return ContainerAction.INSUFFICIENT_DATA
+    if result.reason is NoRecommendationReason.SETTLING:
+        return ContainerAction.SETTLING
     return ContainerAction.SKIPPED
 
 
@@ -123,10 +130,12 @@ def _stepped(
     limit = (
         None if rec.cpu_limit is None else apply_step_limit(current.cpu_limit, rec.cpu_limit, patch)
     )
+    if limit is not None:
+        # The request moves within its own step limits; the limit (also a new one) is
+        # raised to it rather than the request cut to the limit (500m → 20m in one step).
+        limit = max(limit, request)
     if limit is not None and rec.web_concurrency is not None and limit % MILLICORES_PER_CORE:
         limit = round_up(limit, MILLICORES_PER_CORE)  # workers stay whole cores
-    if limit is not None:
-        request = min(request, limit)
     memory_limit = (
         None
         if rec.memory_limit is None
@@ -284,8 +293,9 @@ def decide(
             results,
             "partial-data: Prometheus answered with partial data; nothing is patched from it",
         )
-    if deployment.rollout_in_progress:
-        return _skip_all(results, "rollout-in-progress: a rollout is in progress")
+    pending = deployment.pending_rollout()
+    if pending:
+        return _skip_all(results, pending)
     if context.hpa_on_cpu:
         return _skip_all(
             results,
@@ -311,9 +321,16 @@ def decide(
                 (current.memory_request, after.memory_request),
                 (current.memory_limit, after.memory_limit),
             ]
+            if (
+                result.evidence.throttle_ratio > policy.throttle_target
+                and current.cpu_limit is not None
+                and after.cpu_limit is not None
+                and after.cpu_limit > current.cpu_limit
+            ):
+                targets.urgent = True
     if not targets.values:
         return _skip_all(results, "no-recommendation: no container has a recommendation")
-    if not is_worth_rollout(targets.pairs, policy.patch):
+    if not targets.urgent and not is_worth_rollout(targets.pairs, policy.patch):
         return _skip_all(
             results,
             "below-min-change: every change is under patch.minChange "
