@@ -11,6 +11,8 @@ from typing import Final
 __all__ = [
     "AUTO_PATCH_LABEL",
     "BURST_ANNOTATION",
+    "BURST_APPLIED_ANNOTATION",
+    "BURST_STATUS_ANNOTATION",
     "GROUP",
     "IGNORE_ANNOTATION",
     "LAST_PATCHED_ANNOTATION",
@@ -41,3 +43,9 @@ ROLLBACK_ANNOTATION: Final = "unthrottle.dev/rollback"  # "true": restore previo
 
 # Pod-template annotation: the CFS burst (µs) for a node agent to apply.
 BURST_ANNOTATION: Final = "unthrottle.dev/cpu-burst-us"
+
+# Pod annotations the node agent (`unthrottle agent`) writes on the pods it handles:
+# the burst (µs) it applied to every limited container, and "<code>: sentence" saying
+# what it did or why it could not (docs/burst-agent.md).
+BURST_APPLIED_ANNOTATION: Final = "unthrottle.dev/cpu-burst-applied"
+BURST_STATUS_ANNOTATION: Final = "unthrottle.dev/cpu-burst-status"
