@@ -12,10 +12,12 @@ active since activePeriodRatio is absent):
   by s / r = 583.3m, which is looser. Unmet demand r·β = 300m.
 * request = (p99 300m + 300m) × 1.5 = 900m.
 * limit = 2 × 900m = 1800m.
-* burst = min(β, L) × 100000 µs / 1000 = 50000 µs, i.e. 500m of one period. Credit
-  refills by (1800 − 600.3) × (1/P(D > 1800) − 1) = 1199.7 × (1/0.04456 − 1) ≈ 25700m
-  ≫ 500m, so all of it counts: projected = exp(0.4892 − (1800 + 500)/500)
-  = exp(−4.1108) = 0.0164 ≤ 0.05, so 1800m stands.
+* burst = min(β, L) × 100000 µs / 1000 = 50000 µs, i.e. 500m of one period. No pod
+  reports it applied (no ``cpuBurstAppliedUs``) and ``burst.agent`` is ``Detect``, so
+  it is advisory: projected = P(D > 1800) = exp(0.4892 − 1800/500) = 0.0446 ≤ 0.05,
+  so 1800m stands. With the agent's report (``cpuBurstAppliedUs``) the burst counts:
+  credit refills by (1800 − 600.3) × (1/0.04456 − 1) ≈ 25700m ≫ 500m, so all of it
+  counts: projected = exp(0.4892 − (1800 + 500)/500) = exp(−4.1108) = 0.0164.
 * memory: max RSS 320000000 × 1.4 = 448000000 B = 427.25Mi → 428Mi (request = limit).
 * WEB_CONCURRENCY is not managed (the default policy) and not derived: null.
 * diagnoses: r > τ and mean usage 100m < 50% of 500m → micro-bursting; 4 workers >
@@ -128,9 +130,29 @@ def test_json_output_worked_example(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert fields["memoryRequest"] == "428Mi"
     assert fields["memoryLimit"] == "428Mi"
     assert fields["webConcurrency"] is None
-    assert fields["projectedThrottleRatio"] == pytest.approx(0.0164, abs=1e-4)
+    assert fields["projectedThrottleRatio"] == pytest.approx(0.0446, abs=1e-4)
     assert fields["diagnosis"] == ["micro-bursting", "worker-oversubscription"]
     assert isinstance(fields["explanation"], str) and fields["explanation"]
+    assert "advisory: no node agent applies it" in fields["explanation"]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"container": {"cpuBurstAppliedUs": 50000}},
+        {"policy": {"burst": {"agent": "Installed"}}},
+    ],
+)
+def test_applied_burst_counts_in_the_projection(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], changes: dict[str, Any]
+) -> None:
+    code, out, err = run(tmp_path, capsys, example(**changes))
+    assert code == 0, err
+    fields = json.loads(out)
+    assert (fields["cpuLimit"], fields["cpuBurstUs"]) == ("1800m", 50000)
+    assert fields["projectedThrottleRatio"] == pytest.approx(0.0164, abs=1e-4)
+    assert "advisory" not in fields["explanation"]
+    assert "with 50ms burst" in fields["explanation"]
 
 
 def test_default_output_is_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

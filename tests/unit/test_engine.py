@@ -211,6 +211,28 @@ def test_micro_bursting_gets_burst_and_limit() -> None:
     assert r.diagnosis == (Diagnosis.MICRO_BURSTING,)
 
 
+def test_micro_bursting_projection_counts_burst_only_when_applied() -> None:
+    # As above: ln A = ln 0.3 + 500/500 = −0.204, β = 500m, limit 1660m, burst 50 000 µs.
+    # No agent report (burst.agent Detect): the projection is the quota alone,
+    # P(D > 1660) = e^(−0.204 − 3.32) = 2.95%. With the agent's report, or under
+    # Installed, the full 500m burst counts: P(D > 2160) = e^(−0.204 − 4.32) = 1.08%.
+    usage = {"p50": 0.2, "p95": 0.3, "p99": 0.4, "max": 0.5}
+    bare = stats({"cpuRequest": "250m", "cpuLimit": "500m"}, usage, 0.3)
+    reported = stats(
+        {"cpuRequest": "250m", "cpuLimit": "500m", "cpuBurstAppliedUs": 50_000}, usage, 0.3
+    )
+    advisory = recommended(bare, policy())
+    applied = recommended(reported, policy())
+    installed = recommended(bare, policy(burst={"agent": "Installed"}))
+    assert advisory.projected_throttle_ratio == pytest.approx(math.exp(-0.204 - 3.32), rel=0.01)
+    for r in (applied, installed):
+        assert r.projected_throttle_ratio == pytest.approx(math.exp(-0.204 - 4.32), rel=0.01)
+    for r in (advisory, applied, installed):
+        assert (r.cpu_limit, r.cpu_burst_us) == (1660, 50_000)
+    assert "advisory: no node agent applies it" in advisory.explanation
+    assert "with 50ms burst" in applied.explanation
+
+
 def test_without_burst_the_limit_alone_meets_the_target() -> None:
     s = stats(
         {"cpuRequest": "250m", "cpuLimit": "500m"},

@@ -6,8 +6,14 @@
 2. Fit the demand model to the throttling counters (:mod:`.demand`).
 3. Tier: request = demand percentile × (1 + headroom), rounded up, within bounds.
 4. Limit per ``limitPolicy``; raised until the projected throttle ratio (with the burst
-   allowance) is at or under ``throttleTarget``; whole cores when workers follow it.
+   allowance, when a node agent applies it) is at or under ``throttleTarget``; whole
+   cores when workers follow it.
 5. Burst, workers, memory; diagnoses; a one-paragraph explanation.
+
+A burst counts in the limit and the projection only where the kernel gets it: under
+``burst.agent: Detect`` when the container's pods report it applied
+(``cpu_burst_applied_us``), always under ``Installed``. Otherwise the burst is still
+recommended (the annotation is what lets an agent apply it later) but is advisory.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from unthrottle.engine.workers import (
     downward_api_workers,
     manages_workers,
 )
-from unthrottle.model.policy import LimitPolicy, ThrottlePolicySpec
+from unthrottle.model.policy import BurstAgent, LimitPolicy, ThrottlePolicySpec
 from unthrottle.model.quantity import (
     MILLICORES_PER_CORE,
     describe_bytes,
@@ -47,9 +53,9 @@ from unthrottle.model.quantity import (
     round_up,
 )
 from unthrottle.model.recommendation import Evidence, Recommendation, RecommendationResult
-from unthrottle.model.stats import ContainerStats, WebConcurrencySource
+from unthrottle.model.stats import ContainerResources, ContainerStats, WebConcurrencySource
 
-__all__ = ["CPU_GRANULARITY", "recommend"]
+__all__ = ["CPU_GRANULARITY", "burst_applied", "recommend"]
 
 CPU_GRANULARITY = 10  # millicores: requests and limits are rounded up to 10m
 
@@ -61,6 +67,7 @@ class _CpuPlan:
     burst_us: int
     projected: float
     notes: tuple[str, ...]
+    burst_counted: bool = True  # the projection includes burst_us (an agent applies it)
 
 
 def _evidence(stats: ContainerStats, estimate: DemandEstimate, demand_p99: float) -> Evidence:
@@ -119,13 +126,16 @@ def _plan_cpu(
     period_us = cpu.cfs_period_us or policy.cpu.cfs_period * 1000
     model, ratio, target = estimate.model, cpu.throttled_period_ratio, policy.throttle_target
 
+    counted = burst_applied(container, policy)
+
     def burst_at(limit: int) -> int:
         if not policy.burst.enabled:
             return 0
         return recommend_burst_us(model, ratio, limit, period_us)
 
     def projected_at(limit: int) -> float:
-        extra = burst_cores(burst_at(limit), period_us)
+        # A burst no agent applies is not in the kernel: project the quota alone.
+        extra = burst_cores(burst_at(limit), period_us) if counted else 0.0
         return projected_throttle_ratio(model, limit, extra, estimate.mean)
 
     if limit_policy is LimitPolicy.GUARANTEED:
@@ -175,7 +185,16 @@ def _plan_cpu(
     if limit_policy is LimitPolicy.GUARANTEED:
         request = limit
     request = min(request, limit)
-    return _CpuPlan(request, limit, burst_at(limit), projected_at(limit), tuple(notes))
+    return _CpuPlan(request, limit, burst_at(limit), projected_at(limit), tuple(notes), counted)
+
+
+def burst_applied(container: ContainerResources, policy: ThrottlePolicySpec) -> bool:
+    """Whether the kernel gets this container's burst: the projection may count it."""
+    if not policy.burst.enabled:
+        return False
+    if policy.burst.agent is BurstAgent.INSTALLED:
+        return True
+    return container.cpu_burst_applied_us is not None
 
 
 def _plan_workers(
@@ -229,11 +248,17 @@ def _explain(
     if plan.limit is None:
         parts.append("No CPU limit, so no CFS throttling.")
     else:
-        burst = f" with {plan.burst_us // 1000}ms burst" if plan.burst_us else ""
+        counted = plan.burst_us and plan.burst_counted
+        burst = f" with {plan.burst_us // 1000}ms burst" if counted else ""
         parts.append(
             f"Projected throttled ratio at {describe_millicores(plan.limit)}{burst}: "
             f"{plan.projected:.1%} (target {policy.throttle_target:.1%})."
         )
+        if plan.burst_us and not plan.burst_counted:
+            parts.append(
+                f"Burst {plan.burst_us // 1000}ms (advisory: no node agent applies it) "
+                "is counted in neither the limit nor the projection."
+            )
     if workers.managed or workers.derived:
         how = "set by unthrottle" if workers.managed else "via the downward API"
         parts.append(f"Workers {workers.before or '?'} → {workers.after} ({how}).")

@@ -18,6 +18,7 @@ from unthrottle.model.fields import ApiModel, Bytes, DurationMs, Millicores
 from unthrottle.model.quantity import parse_bytes, parse_duration_ms, parse_millicores
 
 __all__ = [
+    "BurstAgent",
     "BurstPolicy",
     "CpuPolicy",
     "HistoryPolicy",
@@ -144,8 +145,21 @@ class MemoryPolicy(ApiModel):
         return self
 
 
+class BurstAgent(StrEnum):
+    """Whether a node agent applies the burst annotation (docs/burst-agent.md).
+
+    Kubernetes has no burst field: only ``unthrottle agent`` on the node turns the
+    annotation into ``cpu.cfs_burst_us`` / ``cpu.max.burst``. A burst the kernel never gets
+    must not lower the limit or the projection.
+    """
+
+    DETECT = "Detect"  # burst counts for a container whose pods report an applied burst
+    INSTALLED = "Installed"  # the user states the agent runs on every node
+
+
 class BurstPolicy(ApiModel):
     enabled: bool = True
+    agent: BurstAgent = BurstAgent.DETECT
 
 
 class WebConcurrencyPolicy(ApiModel):

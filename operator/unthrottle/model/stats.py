@@ -49,6 +49,9 @@ class ContainerResources(FrozenApiModel):
     memory_request: Bytes | None = None
     memory_limit: Bytes | None = None
     cpu_burst_us: int | None = Field(default=None, ge=0)
+    # The burst the node agent reports applied on the workload's pods
+    # (unthrottle.dev/cpu-burst-applied); None: no pod reports one (no agent, or not yet).
+    cpu_burst_applied_us: int | None = Field(default=None, ge=0)
     web_concurrency: int | None = Field(default=None, ge=1)
     web_concurrency_from: WebConcurrencySource | None = None
     threads: int | None = Field(default=None, ge=1)
