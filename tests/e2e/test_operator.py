@@ -470,6 +470,7 @@ def test_autopatch_only_labelled_namespaces_and_only_owned_fields(operator: Oper
     assert deployment(kube, AUTO_ON)["spec"] == patched["spec"]
     assert policy["status"]["counts"]["patched"] == 0
     (settling,) = trec(kube, AUTO_ON)["status"]["containers"]
+    assert settling["action"] == "Settling"
     assert settling["reason"].startswith("no pod has run with cpu "), settling["reason"]
     assert settling["reason"].endswith("; 1 earlier configuration seen"), settling["reason"]
 
@@ -506,7 +507,7 @@ def test_the_pass_after_a_patch_waits_for_pods_of_the_new_configuration(
     after = deployment(kube, w)
     assert after["spec"] == patched["spec"]
     status = trec(kube, w)["status"]
-    assert status["summary"]["action"] == "Skipped"
+    assert status["summary"]["action"] == "Settling"
     reason = status["containers"][0]["reason"]
     assert reason.startswith("no pod has run with"), reason
     assert policy["status"]["counts"]["patched"] == 0
