@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from unthrottle.sandbox.kube import OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT
+from unthrottle.sandbox.kube import ASSETS, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -330,3 +330,28 @@ def test_resources() -> None:
     # Memory: a hard limit. CPU: one whole core (deployment.yaml and manifests/README.md
     # say why not 500m).
     assert resources["limits"] == {"cpu": "1", "memory": "256Mi"}
+
+
+@pytest.mark.parametrize(
+    ("asset", "source"),
+    [
+        ("lib.sh", "scripts/lib.sh"),
+        ("crds/throttlepolicy.yaml", "crds/throttlepolicy.yaml"),
+        ("crds/throttlerecommendation.yaml", "crds/throttlerecommendation.yaml"),
+        ("namespace.yaml", "manifests/namespace.yaml"),
+        ("rbac.yaml", "manifests/rbac.yaml"),
+    ],
+)
+def test_sandbox_assets_are_copies_of_the_checkout(asset: str, source: str) -> None:
+    # The package carries what the demo installs, so it runs from a wheel; the checkout's
+    # files stay the source.
+    shipped = (ASSETS / asset).read_bytes()
+    assert shipped == (ROOT / source).read_bytes(), f"cp {source} {ASSETS / asset}"
+
+
+def test_the_wheel_ships_the_sandbox_assets() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["unthrottle"]
+    package = ASSETS.parents[1]
+    shipped = {p for pattern in patterns for p in package.glob(pattern)}
+    assert {p for p in ASSETS.rglob("*") if p.is_file()} <= shipped

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from unthrottle.cli import report
-from unthrottle.sandbox.kube import ROOT, KubeSandbox, KubeSandboxError, wait_for
+from unthrottle.sandbox.kube import ASSETS, KubeSandbox, KubeSandboxError, wait_for
 from unthrottle.sandbox.prometheus import HarnessError, PrometheusServer, free_port
 from unthrottle.sim.openmetrics import write_openmetrics
 from unthrottle.sim.scenarios import Scenario, all_scenarios, deployment_manifest
@@ -145,12 +145,12 @@ def _cluster_demo(args: argparse.Namespace, workdir: Path) -> int:
         kube = KubeSandbox(workdir / "kube")
         kube.start()
         stack.callback(kube.stop, keep=args.workdir is not None)
-        kube.apply(ROOT / "crds")
+        kube.apply(ASSETS / "crds")
         kube.wait_crds_established(
             "throttlepolicies.unthrottle.dev", "throttlerecommendations.unthrottle.dev"
         )
-        kube.apply(ROOT / "manifests" / "namespace.yaml")
-        kube.apply(ROOT / "manifests" / "rbac.yaml")
+        kube.apply(ASSETS / "namespace.yaml")
+        kube.apply(ASSETS / "rbac.yaml")
         for namespace in sorted({s.namespace for s in scenarios}):
             kube.kubectl("create", "namespace", namespace, check=False)
             kube.kubectl("label", "namespace", namespace, "unthrottle.dev/demo=true", "--overwrite")

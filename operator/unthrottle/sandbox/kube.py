@@ -43,13 +43,15 @@ from typing import Any, Self, TypeVar
 
 from unthrottle.sources.kubeapi import MERGE_PATCH, KubeApi
 
-__all__ = ["ROOT", "SCRIPT", "KubeSandbox", "KubeSandboxError", "wait_for"]
+__all__ = ["ASSETS", "SCRIPT", "KubeSandbox", "KubeSandboxError", "wait_for"]
 
 _POD_READY_CONDITIONS = ("PodScheduled", "Initialized", "ContainersReady", "Ready")
 
-# The repository: operator/unthrottle/sandbox/kube.py → three folders up.
-ROOT = Path(__file__).resolve().parents[3]
-SCRIPT = ROOT / "scripts" / "kube-sandbox.sh"
+# Shipped with the package (an installed wheel has no checkout to reach into): the sandbox
+# script and what the demo installs, byte-identical copies of scripts/kube-sandbox.sh,
+# scripts/lib.sh, crds/ and manifests/{namespace,rbac}.yaml (a unit test keeps them so).
+ASSETS = Path(__file__).resolve().parent / "assets"
+SCRIPT = ASSETS / "kube-sandbox.sh"
 OPERATOR_NAMESPACE = "unthrottle-system"
 OPERATOR_SERVICE_ACCOUNT = "unthrottle"
 # The first `up` may build Kubernetes (about 6.5 minutes on 2 cores); later ones take ~5 s.
