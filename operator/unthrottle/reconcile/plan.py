@@ -43,6 +43,7 @@ from unthrottle.reconcile.scope import (
     join,
     namespaces_in_scope,
     policy_for,
+    selects,
     split_governed,
 )
 from unthrottle.reconcile.snapshot import ClusterSnapshot, Instant, PassFailure, PolicyObject
@@ -170,13 +171,19 @@ def plan_failure(
 def governed(
     policy: PolicyObject, snapshot: ClusterSnapshot
 ) -> tuple[list[DeploymentInfo], list[str]]:
-    """The candidates this policy governs, and the overlaps to state in its status."""
+    """The candidates this policy governs, and the overlaps to state in its status.
+
+    The candidates are checked against the policy's own scope again (its namespaces and
+    selector), so the plan is right whatever the read step listed.
+    """
     if snapshot.namespace_labels is None:
         return list(snapshot.deployments), []
+    labels = snapshot.namespace_labels
+    mine = [d for d in snapshot.deployments if selects(policy.spec, d, labels, snapshot.bounds)]
     found, overlaps = split_governed(
         policy.precedence,
         snapshot.rivals,
-        snapshot.deployments,
+        mine,
         snapshot.namespace_labels,
         snapshot.bounds,
     )

@@ -1,0 +1,384 @@
+"""The plan of a pass, from snapshots built as plain data: no cluster, no Prometheus.
+
+Each test builds a :class:`ClusterSnapshot` the way the read step would fill it and asserts
+on the :class:`PassPlan`: patches, annotations, Events, trec statuses, stale trecs and the
+policy's status. The last tests run two passes in a row, the second reading back what the
+first wrote.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from unthrottle.cli.report import build_report
+from unthrottle.model.names import (
+    AUTO_PATCH_LABEL,
+    LAST_PATCHED_ANNOTATION,
+    PREVIOUS_RESOURCES_ANNOTATION,
+    RECOMMENDATION_ANNOTATION,
+    ROLLBACK_ANNOTATION,
+)
+from unthrottle.model.policy import ThrottlePolicySpec
+from unthrottle.model.recommendation import output_fields
+from unthrottle.model.stats import ContainerStats
+from unthrottle.model.workload import WorkloadStats
+from unthrottle.reconcile.plan import PassPlan, plan_pass, plan_rollbacks
+from unthrottle.reconcile.scope import OperatorScope, Rival
+from unthrottle.reconcile.snapshot import (
+    ClusterSnapshot,
+    Instant,
+    MetricsSnapshot,
+    PassFailure,
+    PolicyObject,
+    parse_policy,
+)
+from unthrottle.sources.kubernetes import deployment_info
+from unthrottle.sources.prometheus import FetchResult
+from unthrottle.sources.prometheus_queries import Resolution
+
+NOW = Instant.from_ms(1_767_225_600_000)  # 2026-01-01T00:00:00Z
+HOUR_MS = 3_600_000
+BOUNDS = OperatorScope("unthrottle-system")
+
+
+def manifest(namespace: str, name: str, **metadata: Any) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": namespace,
+            "name": name,
+            "uid": f"uid-{name}",
+            "generation": 2,
+            "labels": metadata.get("labels", {}),
+            "annotations": metadata.get("annotations", {}),
+        },
+        "spec": {
+            "replicas": 1,
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "resources": {
+                                "requests": {"cpu": "300m", "memory": "512Mi"},
+                                "limits": {"cpu": "300m", "memory": "512Mi"},
+                            },
+                        }
+                    ]
+                }
+            },
+        },
+        "status": {
+            "observedGeneration": 2,
+            "replicas": 1,
+            "updatedReplicas": 1,
+            "availableReplicas": 1,
+        },
+    }
+
+
+def stats(throttled: float = 0.6, usage: float = 0.29) -> ContainerStats:
+    return ContainerStats.model_validate(
+        {
+            "container": {
+                "name": "app",
+                "cpuRequest": "300m",
+                "cpuLimit": "300m",
+                "memoryRequest": "512Mi",
+                "memoryLimit": "512Mi",
+            },
+            "cpu": {
+                "usageCores": {"p50": usage, "p95": 0.3, "p99": 0.3, "max": 0.3},
+                "throttledPeriodRatio": throttled,
+                "samples": 2016,
+                "windowSeconds": 604_800,
+            },
+            "memory": {"rssBytes": {"p99": 300e6, "max": 320e6}},
+        }
+    )
+
+
+def policy(name: str = "p", created: str = "2026-01-01T00:00:00Z", **spec: Any) -> PolicyObject:
+    parsed = parse_policy(
+        {"metadata": {"name": name, "generation": 1, "creationTimestamp": created}, "spec": spec}
+    )
+    assert isinstance(parsed, PolicyObject)
+    return parsed
+
+
+def snapshot(
+    manifests: list[dict[str, Any]],
+    *,
+    labels: dict[str, dict[str, str]] | None = None,
+    throttled: float = 0.6,
+    **changes: Any,
+) -> ClusterSnapshot:
+    deployments = tuple(deployment_info(m, "WEB_CONCURRENCY") for m in manifests)
+    namespaces = {d.ref.namespace: {} for d in deployments}
+    namespaces.update(labels or {})
+    workloads = tuple(
+        WorkloadStats(ref=d.ref, containers=(stats(throttled),), pods=1) for d in deployments
+    )
+    values: dict[str, Any] = {
+        "bounds": BOUNDS,
+        "namespace_labels": namespaces,
+        "deployments": deployments,
+        "metrics": MetricsSnapshot(workloads=workloads, source="http://prometheus:9090"),
+    }
+    values.update(changes)
+    return ClusterSnapshot(**values)
+
+
+AUTO = {"shop": {AUTO_PATCH_LABEL: "enabled"}}
+
+
+def patched(plan: PassPlan) -> list[str]:
+    return [str(w.deployment.ref) for w in plan.workloads if w.patch is not None]
+
+
+def actions(plan: PassPlan) -> dict[str, str]:
+    return {str(w.deployment.ref): w.trec_status["summary"]["action"] for w in plan.workloads}
+
+
+def test_recommend_mode_never_patches_but_annotates_and_writes_trecs() -> None:
+    plan = plan_pass(policy(), snapshot([manifest("shop", "checkout")], labels=AUTO), NOW)
+    assert plan.ok and patched(plan) == []
+    (workload,) = plan.workloads
+    assert workload.annotations is not None
+    document = json.loads(workload.annotations[RECOMMENDATION_ANNOTATION])
+    assert document["containers"]["app"]["cpuLimit"] is not None
+    assert workload.trec_status["summary"]["action"] == "Recommended"
+    assert plan.status.counts.workloads == 1 and plan.status.counts.throttled == 1
+
+
+def test_autopatch_only_in_labelled_namespaces() -> None:
+    shot = snapshot(
+        [manifest("shop", "checkout"), manifest("web", "frontend")],
+        labels=AUTO,
+    )
+    plan = plan_pass(policy(mode="AutoPatch", patch={"maxConcurrentRollouts": 5}), shot, NOW)
+    assert patched(plan) == ["shop/checkout"]
+    assert actions(plan) == {"shop/checkout": "Patched", "web/frontend": "Recommended"}
+    (event,) = plan.workloads[0].events
+    assert event.reason == "Patched"
+    patch = plan.workloads[0].patch
+    assert patch is not None
+    annotations = patch["metadata"]["annotations"]
+    assert annotations[LAST_PATCHED_ANNOTATION] == NOW.text
+    assert RECOMMENDATION_ANNOTATION in annotations and PREVIOUS_RESOURCES_ANNOTATION in annotations
+
+
+def test_one_rollout_slot_patches_one_deployment_and_says_why_the_other_waits() -> None:
+    shot = snapshot([manifest("shop", "a"), manifest("shop", "b")], labels=AUTO)
+    plan = plan_pass(policy(mode="AutoPatch"), shot, NOW)
+    assert patched(plan) == ["shop/a"]
+    waiting = plan.workloads[1]
+    assert waiting.trec_status["containers"][0]["reason"].startswith("max-concurrent-rollouts")
+    assert [e.reason for e in waiting.events] == ["Skipped"]
+
+
+def test_a_rollout_the_operator_started_takes_the_slot() -> None:
+    rolling = manifest("shop", "a", annotations={LAST_PATCHED_ANNOTATION: "2025-12-01T00:00:00Z"})
+    rolling["status"]["updatedReplicas"] = 0  # the new template is not out yet
+    plan = plan_pass(
+        policy(mode="AutoPatch"), snapshot([rolling, manifest("shop", "b")], labels=AUTO), NOW
+    )
+    assert patched(plan) == []
+
+
+def test_cooldown_and_hpa_hold_a_patch_back() -> None:
+    recent = manifest(
+        "shop", "recent", annotations={LAST_PATCHED_ANNOTATION: "2025-12-31T23:00:00Z"}
+    )
+    scaled = manifest("shop", "scaled")
+    shot = snapshot([recent, scaled], labels=AUTO, cpu_autoscaled=frozenset({("shop", "scaled")}))
+    plan = plan_pass(policy(mode="AutoPatch", patch={"maxConcurrentRollouts": 5}), shot, NOW)
+    assert patched(plan) == []
+    reasons = {
+        str(w.deployment.ref): w.trec_status["containers"][0]["reason"] for w in plan.workloads
+    }
+    assert reasons["shop/recent"].startswith("cooldown: 23h")
+    assert reasons["shop/scaled"].startswith("hpa-on-cpu")
+
+
+def test_skipped_event_only_when_the_reason_code_changes() -> None:
+    shot = snapshot([manifest("shop", "a"), manifest("shop", "b")], labels=AUTO)
+    first = plan_pass(policy(mode="AutoPatch"), shot, NOW)
+    previous = {("shop", "b"): first.workloads[1].trec_status}
+    again = plan_pass(
+        policy(mode="AutoPatch"),
+        snapshot(
+            [manifest("shop", "a"), manifest("shop", "b")], labels=AUTO, recommendations=previous
+        ),
+        NOW,
+    )
+    assert [e.reason for e in again.workloads[1].events] == []
+
+
+def test_partial_data_patches_nothing_and_says_so() -> None:
+    shot = snapshot([manifest("shop", "a")], labels=AUTO)
+    assert shot.metrics is not None
+    partial = ClusterSnapshot(
+        **{
+            **vars(shot),
+            "metrics": MetricsSnapshot(
+                workloads=shot.metrics.workloads, source="x", warnings=("store down",)
+            ),
+        }
+    )
+    plan = plan_pass(policy(mode="AutoPatch"), partial, NOW)
+    assert patched(plan) == []
+    assert "partial" in plan.status.message
+
+
+def test_an_older_policy_governs_and_the_overlap_is_stated() -> None:
+    older = Rival(("2025-01-01T00:00:00Z", "older"), ThrottlePolicySpec())
+    shot = snapshot([manifest("shop", "a")], rivals=(older,))
+    plan = plan_pass(policy(), shot, NOW)
+    assert plan.workloads == ()
+    assert plan.status.overlaps == ("shop/a: governed by older (older)",)
+
+
+def test_system_and_operator_namespaces_are_left_out_by_default() -> None:
+    shot = snapshot(
+        [manifest("kube-system", "dns"), manifest("unthrottle-system", "op"), manifest("shop", "a")]
+    )
+    plan = plan_pass(policy(), shot, NOW)
+    assert [str(w.deployment.ref) for w in plan.workloads] == ["shop/a"]
+
+
+def test_opted_out_deployment_gets_no_trec_and_its_old_one_is_stale() -> None:
+    ignored = manifest("shop", "a", annotations={"unthrottle.dev/ignore": "true"})
+    shot = snapshot([ignored], recommendations={("shop", "a"): {}, ("gone", "b"): {}})
+    plan = plan_pass(policy(), shot, NOW)
+    assert plan.workloads == ()
+    assert plan.stale_recommendations == (("gone", "b"), ("shop", "a"))
+
+
+def test_failures_and_missing_series_write_only_the_status() -> None:
+    failed = plan_pass(
+        policy(),
+        ClusterSnapshot(bounds=BOUNDS, failure=PassFailure("PrometheusUnavailable", "down", False)),
+        NOW,
+    )
+    assert not failed.ok and failed.workloads == () and failed.prometheus_error
+    conditions = {c.type: c for c in failed.status.conditions}
+    assert conditions["Ready"].reason == "PrometheusUnavailable"
+    assert conditions["PrometheusReachable"].status == "False"
+    shot = snapshot([manifest("shop", "a")])
+    assert shot.metrics is not None
+    missing = ClusterSnapshot(
+        **{
+            **vars(shot),
+            "metrics": MetricsSnapshot(
+                workloads=(), source="x", missing_series=frozenset({"container_memory_rss"})
+            ),
+        }
+    )
+    plan = plan_pass(policy(), missing, NOW)
+    assert not plan.ok and plan.workloads == ()
+    assert "container_memory_rss" in plan.status.message
+
+
+def test_invalid_policy_lists_every_violation() -> None:
+    failure = parse_policy(
+        {"metadata": {"name": "bad"}, "spec": {"throttleTarget": 2, "tier": "gold"}}
+    )
+    assert isinstance(failure, PassFailure) and failure.reason == "InvalidPolicy"
+    assert "spec.throttleTarget" in failure.message and "spec.tier" in failure.message
+
+
+def test_rollback_restores_what_was_recorded_or_says_it_cannot() -> None:
+    before = {"containers": {"app": {"env": None, "resources": {"requests": {"cpu": "300m"}}}}}
+    asked = manifest(
+        "shop",
+        "a",
+        annotations={
+            ROLLBACK_ANNOTATION: "true",
+            PREVIOUS_RESOURCES_ANNOTATION: json.dumps({"burst": None, **before}),
+        },
+    )
+    nothing = manifest("shop", "b", annotations={ROLLBACK_ANNOTATION: "true"})
+    ignored = manifest(
+        "shop", "c", annotations={ROLLBACK_ANNOTATION: "true", "unthrottle.dev/ignore": "true"}
+    )
+    rollbacks = plan_rollbacks(snapshot([asked, nothing, ignored]), NOW)
+    assert [str(r.deployment.ref) for r in rollbacks] == ["shop/a", "shop/b"]
+    restored, impossible = rollbacks
+    assert restored.patch is not None and restored.event.reason == "RolledBack"
+    (container,) = restored.patch["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["requests"]["cpu"] == "300m"
+    assert impossible.patch is None and impossible.event.warning
+    assert impossible.annotations == {ROLLBACK_ANNOTATION: None}
+
+
+def _apply(manifest_: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """A strategic merge of the plan's patch, for what it contains: annotations, and
+    containers merged by name."""
+    out = copy.deepcopy(manifest_)
+    out["metadata"]["annotations"].update(patch["metadata"]["annotations"])
+    by_name = {c["name"]: c for c in out["spec"]["template"]["spec"]["containers"]}
+    for container in patch["spec"]["template"]["spec"]["containers"]:
+        target = by_name[container["name"]]
+        for section, values in container["resources"].items():
+            target["resources"].setdefault(section, {}).update(values)
+    return out
+
+
+def test_the_next_pass_reads_back_what_the_first_wrote_and_writes_nothing() -> None:
+    first_manifest = manifest("shop", "a")
+    first = plan_pass(policy(mode="AutoPatch"), snapshot([first_manifest], labels=AUTO), NOW)
+    (workload,) = first.workloads
+    assert workload.patch is not None
+    after = _apply(first_manifest, workload.patch)
+    later = Instant.from_ms(NOW.ms + HOUR_MS)
+    second = plan_pass(
+        policy(mode="AutoPatch"),
+        snapshot([after], labels=AUTO, recommendations={("shop", "a"): workload.trec_status}),
+        later,
+    )
+    (again,) = second.workloads
+    assert again.patch is None  # settling, then the cooldown
+    assert again.trec_status["summary"]["action"] in {"Settling", "Skipped"}
+
+
+def test_a_pass_with_nothing_new_writes_no_annotation() -> None:
+    first = plan_pass(policy(), snapshot([manifest("shop", "a")]), NOW)
+    (workload,) = first.workloads
+    assert workload.annotations is not None
+    annotated = manifest("shop", "a", annotations=dict(workload.annotations))
+    second = plan_pass(policy(), snapshot([annotated]), NOW)
+    assert second.workloads[0].annotations is None
+    assert second.workloads[0].patch is None
+
+
+def test_the_report_and_the_plan_agree_on_every_number() -> None:
+    shot = snapshot([manifest("shop", "a"), manifest("web", "b")])
+    assert shot.metrics is not None
+    fetched = FetchResult(
+        workloads=shot.metrics.workloads,
+        missing_series=frozenset(),
+        optional_series=frozenset(),
+        queries=0,
+        query_stats=(),
+        warnings=(),
+        dropped_values=0,
+        resolution=Resolution.for_window(7 * 24 * 3600),
+        end=NOW.ms / 1000,
+        chunks=1,
+        pods_without_deployment=0,
+    )
+    rows = build_report(fetched, ThrottlePolicySpec(), list(shot.deployments))
+    plan = plan_pass(policy(), shot, NOW)
+    planned = {
+        (str(w.deployment.ref), c["name"]): c["recommended"]
+        for w in plan.workloads
+        for c in w.trec_status["containers"]
+    }
+    assert len(rows) == len(planned) == 2
+    for row in rows:
+        recommended = planned[(str(row.ref), row.container.name)]
+        reported = output_fields(row.result)
+        for name in ("cpuRequest", "cpuLimit", "memoryLimit", "webConcurrency"):
+            assert reported[name] == recommended[name], name
