@@ -345,16 +345,21 @@ def test_memory_bounds(doc: dict[str, Any], policy_doc: dict[str, Any]) -> None:
     assert rec.memory_limit is not None and rec.memory_request is not None
     assert rec.memory_limit >= rss_max  # the guardrail: never below the observed RSS
     rss_max_mib = -(-rss_max // MI) * MI  # rounded up to a whole MiB
+    wss = stats.memory.working_set_bytes
+    wss_mib = 0 if wss is None else -(-wss.max // MI) * MI
+    assert rec.memory_limit >= wss_mib  # the kubelet evicts on the working set
     max_limit = policy.memory.max_limit
     # RSS + headroom, unless memory.maxLimit caps it (never below the RSS, see below).
-    assert rec.memory_limit >= rss_max * (1 + policy.memory.headroom) or (
-        max_limit is not None and rec.memory_limit in (max_limit, rss_max_mib)
+    assert (
+        rec.memory_limit >= rss_max * (1 + policy.memory.headroom)
+        or (max_limit is not None and rec.memory_limit in (max_limit, rss_max_mib, wss_mib))
+        or rec.memory_limit == wss_mib
     )
     assert rec.memory_request == rec.memory_limit  # memory is not compressible
     # Whole MiB, unless a bound the policy wrote in bytes is the answer.
     assert rec.memory_limit % MI == 0 or rec.memory_limit in (max_limit, policy.memory.min_limit)
     assert rec.memory_limit >= policy.memory.min_limit
-    if max_limit is not None and max_limit >= rss_max_mib:
+    if max_limit is not None and max_limit >= max(rss_max_mib, wss_mib):
         # memory.maxLimit binds unless it is below the observed RSS (rounded up to a MiB),
         # which would OOM-kill the container at once: then it is deliberately not applied.
         assert rec.memory_limit <= max_limit

@@ -7,14 +7,19 @@ the limit is the window's maximum RSS plus headroom (40% by default):
 
 Example: max RSS 320 000 000 B × 1.4 = 448 000 000 B → 428 MiB (448 790 528 B).
 
-Memory is not compressible, so the request equals the limit. Three corrections:
+Memory is not compressible, so the request equals the limit. Five corrections:
 
 * OOM-killed: the observed RSS was cut off by the limit, like CPU usage by the quota, so
   the base is at least the current limit;
 * workers grow: a pre-fork server's RSS scales with its worker count (each worker has its
   own heap), so the base is RSS × new workers / old workers (4 → 6 workers: × 1.5);
 * never below the observed maximum RSS (the guardrail), so fewer workers lower memory
-  only after a later window has seen the smaller RSS.
+  only after a later window has seen the smaller RSS;
+* growing (positive RSS slope): the base grows by slope × the time until the next patch
+  can correct it (``patch.cooldown``). Example: +2 MiB/h with a 24 h cooldown adds 48 MiB;
+* never below the maximum working set: the kubelet evicts on working set (RSS plus
+  active page cache), so a 200 MiB RSS with a 1.5 GiB working set gets at least 1.5 GiB
+  (rounded up to a MiB), not 280 MiB.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 
 from unthrottle.engine.workers import WorkerPlan
 from unthrottle.model.policy import MemoryPolicy
-from unthrottle.model.quantity import round_up
+from unthrottle.model.quantity import describe_bytes, round_up
 from unthrottle.model.stats import ContainerResources, MemoryStats
 
 __all__ = ["MEMORY_GRANULARITY", "MemoryPlan", "recommend_memory"]
@@ -45,6 +50,7 @@ def recommend_memory(
     memory: MemoryStats,
     container: ContainerResources,
     workers: WorkerPlan,
+    growth_horizon_ms: int = 0,
 ) -> MemoryPlan:
     rss_max = memory.rss_bytes.max
     base = rss_max
@@ -68,6 +74,11 @@ def recommend_memory(
                 f"workers {workers.before} → {workers.after}: memory kept at the observed "
                 "RSS until a window with fewer workers shows the smaller footprint"
             )
+    slope = memory.rss_slope_bytes_per_second or 0.0
+    if slope > 0 and growth_horizon_ms > 0:
+        growth = math.ceil(slope * growth_horizon_ms / 1000)
+        base += growth
+        notes.append(f"growing: + {describe_bytes(growth)} until the next possible patch")
     limit = round_up(math.ceil(base * (1.0 + policy.headroom)), MEMORY_GRANULARITY)
     limit = max(limit, policy.min_limit)
     if policy.max_limit is not None and limit > policy.max_limit:
@@ -77,4 +88,10 @@ def recommend_memory(
         else:
             notes.append("memory.maxLimit is below the observed RSS and was not applied")
     limit = max(limit, round_up(rss_max, MEMORY_GRANULARITY))
+    wss = memory.working_set_bytes
+    if wss is not None and wss.max > limit:
+        limit = round_up(wss.max, MEMORY_GRANULARITY)
+        notes.append(
+            f"raised to the maximum working set {describe_bytes(wss.max)} (kubelet evicts on it)"
+        )
     return MemoryPlan(request=limit, limit=limit, base=base, notes=tuple(notes))

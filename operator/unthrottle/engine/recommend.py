@@ -289,7 +289,9 @@ def recommend(stats: ContainerStats, policy: ThrottlePolicySpec) -> Recommendati
     workers = _plan_workers(stats, manage, plan.request, plan.limit)
     memory = None
     if policy.memory.enabled and stats.memory is not None:
-        memory = recommend_memory(policy.memory, stats.memory, stats.container, workers)
+        memory = recommend_memory(
+            policy.memory, stats.memory, stats.container, workers, policy.patch.cooldown
+        )
     diagnosis = diagnose(stats, policy.throttle_target, workers.before, plan.request)
     return Recommendation(
         cpu_request=plan.request,

@@ -1,0 +1,44 @@
+"""Memory sizing: never below what the kernel and the kubelet count (engine/memory.py)."""
+
+from __future__ import annotations
+
+from unthrottle.engine.memory import recommend_memory
+from unthrottle.engine.workers import WorkerPlan
+from unthrottle.model.policy import MemoryPolicy
+from unthrottle.model.quantity import parse_bytes
+from unthrottle.model.stats import ContainerResources, MemoryStats
+
+MI = 2**20
+SAME_WORKERS = WorkerPlan(None, None, managed=False, derived=False)
+APP = ContainerResources(name="app")
+
+
+def memory(rss: str, wss: str | None = None, slope: float | None = None) -> MemoryStats:
+    doc: dict[str, object] = {"rssBytes": {"p99": parse_bytes(rss), "max": parse_bytes(rss)}}
+    if wss is not None:
+        doc["workingSetBytes"] = {"max": parse_bytes(wss)}
+    if slope is not None:
+        doc["rssSlopeBytesPerSecond"] = slope
+    return MemoryStats.model_validate(doc)
+
+
+def test_rss_plus_headroom_without_working_set() -> None:
+    plan = recommend_memory(MemoryPolicy(), memory("200Mi"), APP, SAME_WORKERS)
+    assert plan.limit == 280 * MI  # 200Mi × 1.4
+
+
+def test_the_limit_covers_the_working_set() -> None:
+    plan = recommend_memory(MemoryPolicy(), memory("200Mi", wss="1536Mi"), APP, SAME_WORKERS)
+    assert plan.limit == 1536 * MI and plan.request == plan.limit
+    assert any("working set" in note for note in plan.notes)
+
+
+def test_growth_until_the_next_possible_patch() -> None:
+    two_mib_an_hour = 2 * MI / 3600
+    day_ms = 24 * 3600 * 1000
+    growing = memory("200Mi", slope=two_mib_an_hour)
+    plan = recommend_memory(MemoryPolicy(), growing, APP, SAME_WORKERS, growth_horizon_ms=day_ms)
+    assert plan.limit == 348 * MI  # (200Mi + 48Mi) × 1.4 = 347.2Mi, rounded up to 348Mi
+    shrinking = memory("200Mi", slope=-two_mib_an_hour)
+    flat = recommend_memory(MemoryPolicy(), shrinking, APP, SAME_WORKERS, growth_horizon_ms=day_ms)
+    assert flat.limit == 280 * MI
