@@ -269,10 +269,10 @@ def test_gil_threads_get_workers_equal_to_cores() -> None:
     assert "RSS scaled by 4/1" in r.explanation
 
 
-def test_workers_mismatch_brings_workers_down_to_cores() -> None:
-    # WEB_CONCURRENCY=4 at a 500m limit. request 530m (≈ steady tier row), limit 1060m,
-    # rounded up to 2 cores → 2 workers. Memory stays at the observed RSS (never below
-    # it): 400 MB × 1.4 = 560 000 000 B → 535 MiB.
+def test_workers_above_cores_but_unthrottled_are_kept() -> None:
+    # WEB_CONCURRENCY=4 at a 500m limit, never throttled: no sign of CPU oversubscription,
+    # so the literal count stays (a sync, I/O-bound service is not collapsed to fewer
+    # workers). The limit is sized as without worker management: 2 × 530m = 1060m.
     s = stats(
         {"cpuRequest": "250m", "cpuLimit": "500m", "webConcurrency": 4},
         STEADY,
@@ -280,9 +280,32 @@ def test_workers_mismatch_brings_workers_down_to_cores() -> None:
         memory={"rssBytes": {"p99": 380_000_000, "max": 400_000_000}},
     )
     r = recommended(s, policy(webConcurrency={"enabled": True}))
-    assert (r.cpu_limit, r.web_concurrency) == (2000, 2)
-    assert r.memory_limit == 535 * MI
+    assert (r.cpu_limit, r.web_concurrency) == (1060, None)
+
+
+def test_oversubscribed_workers_come_down_to_cores() -> None:
+    # WEB_CONCURRENCY=4 at a 500m limit, throttled in 60% of periods: oversubscribed, so
+    # workers follow the (whole-core) limit through the downward API, fewer than 4.
+    s = stats(
+        {"cpuRequest": "250m", "cpuLimit": "500m", "webConcurrency": 4},
+        STEADY,
+        0.6,
+        memory={"rssBytes": {"p99": 380_000_000, "max": 400_000_000}},
+    )
+    r = recommended(s, policy(webConcurrency={"enabled": True}))
+    assert r.cpu_limit is not None and r.cpu_limit % 1000 == 0
+    assert r.web_concurrency == r.cpu_limit // 1000 < 4
     assert Diagnosis.WORKER_OVERSUBSCRIPTION in r.diagnosis
+
+
+def test_a_healthy_service_reading_limits_cpu_keeps_its_workers() -> None:
+    # 2 workers from limits.cpu at a 2-core limit, unthrottled and using little: the limit
+    # the tier wants would give 1 worker; it stays at 2 cores so both workers stay.
+    s = stats(
+        {"cpuRequest": "500m", "cpuLimit": "2", "webConcurrencyFrom": "limits.cpu"}, STEADY, 0.0
+    )
+    r = recommended(s, policy(webConcurrency={"enabled": True}))
+    assert (r.cpu_limit, r.web_concurrency) == (2000, 2)
 
 
 def test_unset_limit_is_kept_when_workers_read_limits_cpu() -> None:
@@ -302,7 +325,7 @@ def test_unset_with_managed_workers_follows_requests() -> None:
     s = stats({"cpuRequest": "500m", "cpuLimit": "1", "webConcurrency": 3}, STEADY, 0.0)
     r = recommended(s, policy(cpu={"limitPolicy": "Unset"}, webConcurrency={"enabled": True}))
     assert r.cpu_limit is None
-    assert r.web_concurrency == 1  # ceil(530m)
+    assert r.web_concurrency is None  # 3 workers, unthrottled: the literal count stays
 
 
 # --- memory and the remaining diagnoses -----------------------------------------------

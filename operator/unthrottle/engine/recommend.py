@@ -43,6 +43,7 @@ from unthrottle.engine.workers import (
     current_workers,
     downward_api_workers,
     manages_workers,
+    oversubscribed,
 )
 from unthrottle.model.policy import BurstAgent, LimitPolicy, ThrottlePolicySpec
 from unthrottle.model.quantity import (
@@ -273,6 +274,47 @@ def _explain(
     return " ".join(parts)
 
 
+def _fewer_workers_without_reason(
+    stats: ContainerStats, policy: ThrottlePolicySpec, workers: WorkerPlan
+) -> bool:
+    return (
+        workers.before is not None
+        and workers.after is not None
+        and workers.after < workers.before
+        and not oversubscribed(
+            stats.container, stats.cpu.throttled_period_ratio, policy.throttle_target
+        )
+    )
+
+
+def _keep_workers(
+    stats: ContainerStats,
+    policy: ThrottlePolicySpec,
+    estimate: DemandEstimate,
+    plan: _CpuPlan,
+    manage: bool,
+) -> tuple[_CpuPlan, bool]:
+    """The plan that keeps today's worker count (docs/recommendations.md, "Workers")."""
+    container = stats.container
+    before = current_workers(container)
+    assert before is not None
+    if container.web_concurrency_from is not WebConcurrencySource.LIMITS_CPU:
+        # A literal (or requests.cpu) count: leave the env as it is.
+        return _plan_cpu(stats, policy, estimate, False), False
+    if plan.limit is None:
+        return plan, manage  # limitPolicy Unset: the count follows requests.cpu by choice
+    # The env reads limits.cpu: a limit of at least the workers in cores keeps them. A
+    # higher limit throttles less, so the projection at the lower one still holds.
+    limit = max(plan.limit, before * MILLICORES_PER_CORE)
+    if policy.cpu.max_limit is not None:
+        limit = min(limit, max(plan.limit, policy.cpu.max_limit))  # the bound wins
+    note = (
+        f"limit kept at {describe_millicores(limit)} so the {before} workers stay "
+        "(no CPU oversubscription)"
+    )
+    return _CpuPlan(plan.request, limit, plan.burst_us, plan.projected, (*plan.notes, note)), manage
+
+
 def recommend(stats: ContainerStats, policy: ThrottlePolicySpec) -> RecommendationResult:
     """The recommendation for one container under ``policy``, or why there is none."""
     estimate = estimate_demand(stats.cpu, stats.container.cpu_limit)
@@ -287,6 +329,9 @@ def recommend(stats: ContainerStats, policy: ThrottlePolicySpec) -> Recommendati
     manage = manages_workers(policy.web_concurrency, stats.container)
     plan = _plan_cpu(stats, policy, estimate, manage)
     workers = _plan_workers(stats, manage, plan.request, plan.limit)
+    if _fewer_workers_without_reason(stats, policy, workers):
+        plan, manage = _keep_workers(stats, policy, estimate, plan, manage)
+        workers = _plan_workers(stats, manage, plan.request, plan.limit)
     memory = None
     if policy.memory.enabled and stats.memory is not None:
         memory = recommend_memory(
