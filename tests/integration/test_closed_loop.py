@@ -1,0 +1,115 @@
+"""AutoPatch in a closed loop: many passes of the operator's own fetch and plan against a
+real Prometheus, whose series the CFS simulator makes for whatever each pod runs with.
+
+Every seed scenario in two tiers, passes two simulated hours apart (window 2h, cooldown
+2h): each workload must settle within 3 patches and then stay still, end at or under the
+throttle target, and never ping-pong (a value going up, down and up again).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from unthrottle.reconcile.snapshot import PolicyObject, parse_policy
+from unthrottle.sandbox.loop import LoopWorkload, run_pass, start_workload
+from unthrottle.sim.scenarios import all_scenarios
+
+pytestmark = pytest.mark.integration
+
+HOUR_MS = 3_600_000
+STEP_MS = 2 * HOUR_MS  # between passes: one window, so a patched configuration is judged
+T0_MS = 1_767_225_600_000
+PASSES = 9  # up to 3 patches, then at least 5 still passes
+TARGET = 0.05
+TIERS = ("production", "dev")
+# The simulated ratio over one window of a few pods wobbles around its mean.
+RATIO_TOLERANCE = 0.01
+
+
+def _policy() -> PolicyObject:
+    parsed = parse_policy(
+        {
+            "metadata": {"name": "loop", "generation": 1},
+            "spec": {
+                "mode": "AutoPatch",
+                "window": "2h",
+                "throttleTarget": TARGET,
+                "webConcurrency": {"enabled": True},
+                "patch": {"cooldown": "2h", "maxConcurrentRollouts": 100},
+                "history": {"minSamples": 10, "minCoverage": 0.5},
+            },
+        }
+    )
+    assert isinstance(parsed, PolicyObject)
+    return parsed
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory: pytest.TempPathFactory) -> list[LoopWorkload]:
+    workloads = []
+    for tier in TIERS:
+        for s in all_scenarios():
+            scenario = s.with_changes(namespace=f"{s.namespace}-{tier}", replicas=1)
+            workloads.append(
+                start_workload(scenario, T0_MS - STEP_MS, labels={"unthrottle.dev/tier": tier})
+            )
+    policy = _policy()
+    workdir: Path = tmp_path_factory.mktemp("loop")
+    for k in range(PASSES):
+        run_pass(workloads, policy, T0_MS + k * STEP_MS, workdir / f"pass-{k}")
+    return workloads
+
+
+# Loops the rules do not close yet, each with what the harness measured. strict: a rule
+# that starts converging turns its case into a failure until the mark is removed.
+NOT_YET: dict[str, str] = {
+    "over-provisioned-production": "maxStepDown 0.5 halves per patch: 2000m → 90m takes 5",
+    "over-provisioned-dev": "maxStepDown 0.5 halves per patch: 2000m → 60m takes 6",
+    "workers-mismatch-production": "the request goes up then down: 500m → 560m → 530m",
+    "gil-threads-dev": "patches keep coming at 2 cores: request 840 → 570 → 590 → 740 → 590m",
+    "oom-killed-dev": "the request goes up then down: 250m → 260m → 240m",
+}
+
+
+def _cases() -> list[object]:
+    cases: list[object] = []
+    index = 0
+    for tier in TIERS:
+        for s in all_scenarios():
+            name = f"{s.name}-{tier}"
+            marks = (
+                [pytest.mark.xfail(strict=True, reason=NOT_YET[name])] if name in NOT_YET else []
+            )
+            cases.append(pytest.param(index, id=name, marks=marks))
+            index += 1
+    return cases
+
+
+@pytest.mark.parametrize("index", _cases())
+def test_settles_and_stays_still(loop: list[LoopWorkload], index: int) -> None:
+    w = loop[index]
+    patches = [i for i, r in enumerate(w.records) if r.patched]
+    summary = [
+        (r.action, r.cpu_request, r.cpu_limit, r.workers, r.throttle_ratio) for r in w.records
+    ]
+    assert len(patches) <= 3, summary
+    last = patches[-1] if patches else -1
+    assert len(w.records) - 1 - last >= 5, summary  # still for at least 5 passes after
+    final = w.records[-1]
+    if final.throttle_ratio is not None:
+        assert final.throttle_ratio <= TARGET + RATIO_TOLERANCE, summary
+    for values in (
+        [r.cpu_limit for r in w.records],
+        [r.cpu_request for r in w.records],
+        [r.workers for r in w.records],
+    ):
+        moves = [
+            b - a
+            for a, b in itertools.pairwise(values)
+            if a is not None and b is not None and a != b
+        ]
+        signs = [m > 0 for m in moves]
+        assert all(x == y for x, y in itertools.pairwise(signs)), summary  # no ping-pong
