@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from unthrottle.reconcile.snapshot import PolicyObject, parse_policy
-from unthrottle.sandbox.loop import LoopWorkload, run_pass, start_workload
+from unthrottle.sandbox.loop import LoopWorkload, loop_policy, run_loop, seed_workloads
 from unthrottle.sim.scenarios import all_scenarios
 
 pytestmark = pytest.mark.integration
@@ -29,37 +28,12 @@ TIERS = ("production", "dev")
 RATIO_TOLERANCE = 0.01
 
 
-def _policy() -> PolicyObject:
-    parsed = parse_policy(
-        {
-            "metadata": {"name": "loop", "generation": 1},
-            "spec": {
-                "mode": "AutoPatch",
-                "window": "2h",
-                "throttleTarget": TARGET,
-                "webConcurrency": {"enabled": True},
-                "patch": {"cooldown": "2h", "maxConcurrentRollouts": 100},
-                "history": {"minSamples": 10, "minCoverage": 0.5},
-            },
-        }
-    )
-    assert isinstance(parsed, PolicyObject)
-    return parsed
-
-
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory) -> list[LoopWorkload]:
-    workloads = []
-    for tier in TIERS:
-        for s in all_scenarios():
-            scenario = s.with_changes(namespace=f"{s.namespace}-{tier}", replicas=1)
-            workloads.append(
-                start_workload(scenario, T0_MS - STEP_MS, labels={"unthrottle.dev/tier": tier})
-            )
-    policy = _policy()
+    workloads = seed_workloads(TIERS, T0_MS - STEP_MS)
+    policy = loop_policy(window="2h", cooldown="2h", target=TARGET)
     workdir: Path = tmp_path_factory.mktemp("loop")
-    for k in range(PASSES):
-        run_pass(workloads, policy, T0_MS + k * STEP_MS, workdir / f"pass-{k}")
+    run_loop(workloads, policy, start_ms=T0_MS, passes=PASSES, step_ms=STEP_MS, workdir=workdir)
     return workloads
 
 

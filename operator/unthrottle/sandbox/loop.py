@@ -36,14 +36,31 @@ from unthrottle.model.stats import ContainerStats
 from unthrottle.reconcile.plan import PassPlan, plan_pass
 from unthrottle.reconcile.read import prometheus_config
 from unthrottle.reconcile.scope import OperatorScope
-from unthrottle.reconcile.snapshot import ClusterSnapshot, Instant, MetricsSnapshot, PolicyObject
+from unthrottle.reconcile.snapshot import (
+    ClusterSnapshot,
+    Instant,
+    MetricsSnapshot,
+    PolicyObject,
+    parse_policy,
+)
 from unthrottle.sandbox.prometheus import PrometheusServer
 from unthrottle.sim.openmetrics import PodRun, write_pod_runs
-from unthrottle.sim.scenarios import Scenario, deployment_manifest
+from unthrottle.sim.scenarios import Scenario, all_scenarios, deployment_manifest
 from unthrottle.sources.kubernetes import deployment_info
 from unthrottle.sources.prometheus import PrometheusSource
 
-__all__ = ["LoopWorkload", "PassRecord", "merge_patch_into", "run_pass", "start_workload"]
+__all__ = [
+    "LoopWorkload",
+    "PassRecord",
+    "loop_policy",
+    "merge_patch_into",
+    "run_loop",
+    "run_pass",
+    "seed_workloads",
+    "start_workload",
+]
+
+HOUR_MS = 3_600_000
 
 
 @dataclass(frozen=True)
@@ -271,3 +288,49 @@ def run_pass(
         stats = seen.containers[0] if seen is not None and seen.containers else None
         _record(workload, plan, stats, now_ms)
     return plan
+
+
+def loop_policy(*, window: str = "2h", cooldown: str = "2h", target: float = 0.05) -> PolicyObject:
+    """The AutoPatch policy of the loop: every namespace patched, no rollout cap."""
+    parsed = parse_policy(
+        {
+            "metadata": {"name": "loop", "generation": 1},
+            "spec": {
+                "mode": "AutoPatch",
+                "window": window,
+                "throttleTarget": target,
+                "webConcurrency": {"enabled": True},
+                "patch": {"cooldown": cooldown, "maxConcurrentRollouts": 100},
+                "history": {"minSamples": 10, "minCoverage": 0.5},
+            },
+        }
+    )
+    assert isinstance(parsed, PolicyObject)
+    return parsed
+
+
+def seed_workloads(tiers: Iterable[str], start_ms: int) -> list[LoopWorkload]:
+    """Every seed scenario once per tier (own namespace, tier label), one replica each."""
+    return [
+        start_workload(
+            s.with_changes(namespace=f"{s.namespace}-{tier}", replicas=1),
+            start_ms,
+            labels={"unthrottle.dev/tier": tier},
+        )
+        for tier in tiers
+        for s in all_scenarios()
+    ]
+
+
+def run_loop(
+    workloads: list[LoopWorkload],
+    policy: PolicyObject,
+    *,
+    start_ms: int,
+    passes: int,
+    step_ms: int,
+    workdir: Path,
+) -> None:
+    """``passes`` passes, ``step_ms`` of simulated time apart, from ``start_ms``."""
+    for k in range(passes):
+        run_pass(workloads, policy, start_ms + k * step_ms, workdir / f"pass-{k}")
