@@ -33,6 +33,7 @@ from unthrottle.engine.guardrails import (
     cooldown_remaining_ms,
     is_worth_rollout,
 )
+from unthrottle.engine.workers import manages_workers
 from unthrottle.model.names import (
     BURST_ANNOTATION,
     LAST_PATCHED_ANNOTATION,
@@ -222,7 +223,12 @@ def _build_patch(
             "name": name,
             "resources": _resources_patch(before.get("resources") or {}, after),
         }
-        if results[name].web_concurrency is not None and _manages_env(policy, deployment, name):
+        current = deployment.container(name)
+        if (
+            results[name].web_concurrency is not None
+            and current is not None
+            and manages_workers(policy.web_concurrency, current)
+        ):
             entry["env"] = [
                 _env_patch(
                     policy.web_concurrency.env_name,
@@ -246,18 +252,6 @@ def _build_patch(
     if template_annotations:
         body["spec"]["template"]["metadata"] = {"annotations": template_annotations}
     return body, burst
-
-
-def _manages_env(policy: ThrottlePolicySpec, deployment: DeploymentInfo, name: str) -> bool:
-    wc = policy.web_concurrency
-    if not wc.enabled:
-        return False
-    if wc.containers:
-        return name in wc.containers
-    container = deployment.container(name)
-    return container is not None and (
-        container.web_concurrency is not None or container.web_concurrency_from is not None
-    )
 
 
 def _skip_all(results: Mapping[str, RecommendationResult], reason: str) -> DeploymentDecision:

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from unthrottle.engine.guardrails import rollout_slots
 from unthrottle.engine.recommend import recommend
 from unthrottle.model.names import (
     AUTO_PATCH_LABEL,
@@ -345,7 +346,7 @@ def plan_pass(policy: PolicyObject, snapshot: ClusterSnapshot, now: Instant) -> 
         and d.rollout_in_progress
         and LAST_PATCHED_ANNOTATION in d.annotations
     )
-    slots = spec.patch.max_concurrent_rollouts - in_progress
+    slots = rollout_slots(in_progress, spec.patch)
     rows = _recommend_all(deployments, snapshot, spec)
     plans: list[WorkloadPlan] = []
     for deployment in sorted(deployments, key=lambda d: (d.ref.namespace, d.ref.name)):

@@ -26,12 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from unthrottle.model.quantity import (
-    MILLICORES_PER_CORE,
-    ceil_div,
-    parse_bytes,
-    parse_millicores,
-)
+from unthrottle.engine.workers import current_workers
 from unthrottle.model.stats import ContainerStats
 from unthrottle.reconcile.plan import PassPlan, plan_pass
 from unthrottle.reconcile.read import prometheus_config
@@ -46,7 +41,7 @@ from unthrottle.reconcile.snapshot import (
 from unthrottle.sandbox.prometheus import PrometheusServer
 from unthrottle.sim.openmetrics import PodRun, write_pod_runs
 from unthrottle.sim.scenarios import Scenario, all_scenarios, deployment_manifest
-from unthrottle.sources.kubernetes import deployment_info
+from unthrottle.sources.kubernetes import container_resources, deployment_info
 from unthrottle.sources.prometheus import PrometheusSource
 
 __all__ = [
@@ -103,30 +98,15 @@ def _container(manifest: Mapping[str, Any]) -> dict[str, Any]:
 
 def configured_scenario(base: Scenario, manifest: Mapping[str, Any]) -> Scenario:
     """The scenario with the resources and worker count the manifest gives its pods."""
-    container = _container(manifest)
-    resources = container.get("resources") or {}
-    requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
-    cpu_limit = parse_millicores(str(limits["cpu"])) if limits.get("cpu") else None
-    cpu_request = parse_millicores(str(requests.get("cpu") or limits.get("cpu") or "0"))
-    workers = base.web_concurrency
-    for entry in container.get("env") or []:
-        if entry.get("name") != "WEB_CONCURRENCY":
-            continue
-        if entry.get("value") is not None:
-            workers = int(entry["value"])
-        field_ref = (entry.get("valueFrom") or {}).get("resourceFieldRef") or {}
-        if field_ref.get("resource") == "limits.cpu" and cpu_limit is not None:
-            workers = max(1, ceil_div(cpu_limit, MILLICORES_PER_CORE))
-        elif field_ref.get("resource") == "requests.cpu":
-            workers = max(1, ceil_div(cpu_request, MILLICORES_PER_CORE))
+    # The operator's own reading of a container (and of where its workers come from).
+    c = container_resources(_container(manifest), "WEB_CONCURRENCY")
+    workers = current_workers(c)
     return base.with_changes(
-        cpu_request_m=cpu_request,
-        cpu_limit_m=cpu_limit,
-        memory_request_bytes=parse_bytes(str(requests["memory"]))
-        if requests.get("memory")
-        else base.memory_request_bytes,
-        memory_limit_bytes=parse_bytes(str(limits["memory"])) if limits.get("memory") else None,
-        web_concurrency=workers,
+        cpu_request_m=c.cpu_request if c.cpu_request is not None else c.cpu_limit or 0,
+        cpu_limit_m=c.cpu_limit,
+        memory_request_bytes=c.memory_request or base.memory_request_bytes,
+        memory_limit_bytes=c.memory_limit,
+        web_concurrency=base.web_concurrency if workers is None else workers,
     )
 
 
