@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from unthrottle.reconcile.apply import apply_plan, apply_rollbacks
 from unthrottle.reconcile.plan import PassPlan, plan_failure, plan_pass, plan_rollbacks
 from unthrottle.reconcile.read import (
@@ -46,13 +48,25 @@ PASS_STEPS = ("read", "prometheus", "plan", "apply")
 logger = logging.getLogger("unthrottle.reconcile")
 
 
-@dataclass(frozen=True)
-class OperatorSettings:
-    """How the operator was started (``unthrottle run``)."""
+class OperatorSettings(BaseModel):
+    """How the operator was started (``unthrottle run``): its documented settings."""
 
-    prometheus_url: str | None = None
-    operator_namespace: str = "unthrottle-system"
-    namespaces: tuple[str, ...] | None = None  # None: every namespace (-A)
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prometheus_url: str | None = Field(
+        default=None,
+        description="Prometheus for policies without spec.prometheus.url "
+        "(--prometheus-url, env UNTHROTTLE_PROMETHEUS_URL).",
+    )
+    operator_namespace: str = Field(
+        default="unthrottle-system",
+        description="The operator's own namespace, never in a policy's default scope.",
+    )
+    namespaces: tuple[str, ...] | None = Field(
+        default=None,
+        description="The only namespaces the operator may touch (--namespace); "
+        "None: every namespace (-A).",
+    )
 
     @property
     def bounds(self) -> OperatorScope:
