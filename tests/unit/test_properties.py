@@ -11,7 +11,7 @@ import math
 import re
 from typing import Any
 
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from unthrottle.engine.recommend import recommend
@@ -400,8 +400,37 @@ def test_throttled_container_gets_a_higher_limit(
 # --------------------------------------------------------------------------- workers
 
 
+_WORKERS_FROM_REQUEST_POLICY: dict[str, Any] = {
+    "tier": "critical",
+    "throttleTarget": 0.5,
+    "cpu": {"limitPolicy": "Ratio"},
+    "memory": {"enabled": False, "headroom": 0.0},
+    "burst": {"enabled": False},
+    "webConcurrency": {"enabled": False, "containers": []},
+}
+
+
+def _workers_from_request(workers: int, max_usage: int) -> dict[str, Any]:
+    """An idle container whose WEB_CONCURRENCY reads requests.cpu."""
+    return {
+        "container": {
+            "name": "app",
+            "webConcurrency": workers,
+            "webConcurrencyFrom": "requests.cpu",
+        },
+        "cpu": {
+            "usage": {"p50": 0, "p95": 0, "p99": 0, "max": max_usage},
+            "throttledPeriodRatio": 0.0,
+            "samples": 2016,
+            "windowSeconds": 604800,
+        },
+    }
+
+
 @PROPERTY
 @given(container_stats_docs(), policy_docs())
+@example(_workers_from_request(3, 251), _WORKERS_FROM_REQUEST_POLICY)
+@example(_workers_from_request(2, 0), _WORKERS_FROM_REQUEST_POLICY)
 def test_managed_workers_equal_whole_limit_cores(
     doc: dict[str, Any], policy_doc: dict[str, Any]
 ) -> None:

@@ -298,8 +298,12 @@ def _keep_workers(
     container = stats.container
     before = current_workers(container)
     assert before is not None
-    if container.web_concurrency_from is not WebConcurrencySource.LIMITS_CPU:
-        # A literal (or requests.cpu) count: leave the env as it is.
+    source = container.web_concurrency_from
+    if source is WebConcurrencySource.REQUESTS_CPU:
+        # A downward-API count the operator manages: it moves to limits.cpu, whole cores.
+        return plan, manage
+    if source is not WebConcurrencySource.LIMITS_CPU:
+        # A literal count: leave the env as it is.
         return _plan_cpu(stats, policy, estimate, False), False
     if plan.limit is None:
         return plan, manage  # limitPolicy Unset: the count follows requests.cpu by choice
