@@ -378,7 +378,9 @@ def test_recommend_mode_annotates_and_writes_trec(operator: Operator) -> None:
     assert app["reason"] is None
     assert parse_millicores(app["cpuRequest"]) > 300  # quota-bound at 300m wants more
     assert parse_millicores(app["cpuLimit"]) >= parse_millicores(app["cpuRequest"])
-    assert {"memoryRequest", "memoryLimit", "cpuBurstUs", "projectedThrottleRatio"} <= set(app)
+    assert {"memoryRequest", "memoryLimit", "cpuBurstUs", "webConcurrency"} <= set(app)
+    # What is recommended, not why: the explanation and projection live in the trec.
+    assert not {"explanation", "projectedThrottleRatio"} & set(app)
     assert "quota-bound" in app["diagnosis"]
 
     t = trec(kube, w)

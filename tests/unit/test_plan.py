@@ -382,3 +382,61 @@ def test_the_report_and_the_plan_agree_on_every_number() -> None:
         reported = output_fields(row.result)
         for name in ("cpuRequest", "cpuLimit", "memoryLimit", "webConcurrency"):
             assert reported[name] == recommended[name], name
+
+
+def test_the_annotation_holds_values_not_explanations_and_moves_only_beyond_hysteresis() -> None:
+    quiet = policy(burst={"enabled": False})  # patch.minChange 10%
+
+    def annotation_after(throttled: float, annotations: dict[str, str]) -> dict[str, Any] | None:
+        shot = snapshot([manifest("shop", "a", annotations=annotations)], throttled=throttled)
+        return plan_pass(quiet, shot, NOW).workloads[0].annotations
+
+    written = annotation_after(0.6, {})
+    assert written is not None and written[RECOMMENDATION_ANNOTATION] is not None
+    fields = json.loads(written[RECOMMENDATION_ANNOTATION])["containers"]["app"]
+    assert fields["cpuLimit"] == "1080m"
+    assert "explanation" not in fields and "projectedThrottleRatio" not in fields
+    annotated = {RECOMMENDATION_ANNOTATION: written[RECOMMENDATION_ANNOTATION]}
+    # 62% throttled: 1080m → 1100m (+2%) is within the hysteresis; the Deployment is not
+    # written (the trec has the new numbers).
+    assert annotation_after(0.62, annotated) is None
+    # 70% throttled: 1080m → 1280m (+19%) moved beyond it.
+    moved = annotation_after(0.7, annotated)
+    assert moved is not None and moved[RECOMMENDATION_ANNOTATION] is not None
+    assert json.loads(moved[RECOMMENDATION_ANNOTATION])["containers"]["app"]["cpuLimit"] == "1280m"
+
+
+def test_an_annotation_with_explanations_is_written_anew_once() -> None:
+    first = plan_pass(policy(), snapshot([manifest("shop", "a")]), NOW)
+    written = first.workloads[0].annotations
+    assert written is not None and written[RECOMMENDATION_ANNOTATION] is not None
+    document = json.loads(written[RECOMMENDATION_ANNOTATION])
+    document["containers"]["app"]["explanation"] = "an older layout"
+    older = manifest("shop", "a", annotations={RECOMMENDATION_ANNOTATION: json.dumps(document)})
+    again = plan_pass(policy(), snapshot([older]), NOW)
+    assert again.workloads[0].annotations == written
+
+
+def test_a_skip_is_told_once_when_the_first_container_has_no_recommendation() -> None:
+    def two_containers(name: str) -> dict[str, Any]:
+        body = manifest("shop", name)
+        containers = body["spec"]["template"]["spec"]["containers"]
+        containers.insert(0, {**copy.deepcopy(containers[0]), "name": "sidecar"})
+        return body
+
+    def pass_with(previous: dict[tuple[str, str], Any]) -> PassPlan:
+        # Only "app" has series: the sidecar has no recommendation, listed first.
+        return plan_pass(
+            policy(mode="AutoPatch"),
+            snapshot(
+                [two_containers("a"), two_containers("b")], labels=AUTO, recommendations=previous
+            ),
+            NOW,
+        )
+
+    first = pass_with({})
+    waiting = first.workloads[1]
+    assert waiting.trec_status["containers"][0]["name"] == "sidecar"
+    assert [e.reason for e in waiting.events] == ["Skipped"]
+    again = pass_with({("shop", "b"): waiting.trec_status})
+    assert [e.reason for e in again.workloads[1].events] == []

@@ -50,6 +50,7 @@ from unthrottle.reconcile.scope import (
 from unthrottle.reconcile.snapshot import ClusterSnapshot, Instant, PassFailure, PolicyObject
 from unthrottle.reconcile.status import (
     WorkloadOutcome,
+    annotation_changed,
     as_merge_patch,
     condition,
     policy_status,
@@ -253,9 +254,13 @@ def _recommend_all(
     return rows
 
 
-def _first_code(trec: Mapping[str, Any]) -> str:
-    containers = trec.get("containers") or []
-    return str(containers[0].get("reason", "")).partition(":")[0] if containers else ""
+def _skip_codes(trec: Mapping[str, Any]) -> set[str]:
+    """The reason codes a trec's containers were skipped for in the last pass."""
+    return {
+        str(c.get("reason", "")).partition(":")[0]
+        for c in trec.get("containers") or []
+        if c.get("action") == "Skipped"
+    }
 
 
 def _patched_message(outcome: WorkloadOutcome) -> str:
@@ -295,13 +300,15 @@ def _plan_workload(
         patch = decision.patch
         patch["metadata"]["annotations"][RECOMMENDATION_ANNOTATION] = annotation
         events.append(PlannedEvent("Patched", _patched_message(outcome)))
-    elif deployment.annotations.get(RECOMMENDATION_ANNOTATION) != annotation:
+    elif annotation_changed(
+        deployment.annotations.get(RECOMMENDATION_ANNOTATION), annotation, applied.patch.min_change
+    ):
         annotations = {RECOMMENDATION_ANNOTATION: annotation}
     summary = previous.get("summary") or {}
     if (
         context.auto_patch
         and decision.skip_reason
-        and (summary.get("action") != "Skipped" or _first_code(previous) != decision.skip_code)
+        and (summary.get("action") != "Skipped" or decision.skip_code not in _skip_codes(previous))
     ):
         events.append(PlannedEvent("Skipped", decision.skip_reason))
     status = trec_status(outcome, policy.name, now.text)
