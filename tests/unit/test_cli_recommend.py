@@ -155,6 +155,19 @@ def test_applied_burst_counts_in_the_projection(
     assert "with 50ms burst" in fields["explanation"]
 
 
+def test_the_largest_node_caps_the_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 1800m wanted; the biggest node has 1.5 cores (a bare number is cores, as in a manifest).
+    code, out, err = run(tmp_path, capsys, {**EXAMPLE, "nodeAllocatableCpu": 1.5})
+    assert code == 0, err
+    fields = json.loads(out)
+    assert fields["cpuLimit"] == "1500m"
+    assert fields["projectedThrottleRatio"] > EXAMPLE["policy"]["throttleTarget"]
+    assert "capped" in fields["diagnosis"]
+    assert "capped at the largest node's allocatable CPU 1500m" in fields["explanation"]
+
+
 def test_default_output_is_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, default, _ = run(tmp_path, capsys, EXAMPLE)
     _, explicit, _ = run(tmp_path, capsys, EXAMPLE, "--output", "json")

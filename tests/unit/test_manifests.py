@@ -36,6 +36,7 @@ EXPECTED_RULES: dict[tuple[str, str], frozenset[str]] = {
     ("apps", "deployments"): frozenset({"get", "list", "watch", "patch"}),
     ("apps", "replicasets"): frozenset({"get", "list"}),
     ("", "namespaces"): frozenset({"get", "list", "watch"}),
+    ("", "nodes"): frozenset({"list"}),
     ("", "events"): frozenset({"create", "patch"}),
     ("events.k8s.io", "events"): frozenset({"create", "patch"}),
     ("autoscaling", "horizontalpodautoscalers"): frozenset({"get", "list"}),

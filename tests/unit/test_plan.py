@@ -440,3 +440,46 @@ def test_a_skip_is_told_once_when_the_first_container_has_no_recommendation() ->
     assert [e.reason for e in waiting.events] == ["Skipped"]
     again = pass_with({("shop", "b"): waiting.trec_status})
     assert [e.reason for e in again.workloads[1].events] == []
+
+
+def test_the_largest_node_caps_the_limit_and_a_capped_container_is_warned_once() -> None:
+    def one_pass(previous: dict[tuple[str, str], Any]) -> PassPlan:
+        shot = snapshot(
+            [manifest("shop", "a")], labels=AUTO, largest_node_cpu=500, recommendations=previous
+        )
+        return plan_pass(policy(mode="AutoPatch"), shot, NOW)
+
+    first = one_pass({})
+    (workload,) = first.workloads
+    (container,) = workload.trec_status["containers"]
+    # 60% throttled at 300m wants 1080m; no node has more than 500m to give.
+    assert container["recommended"]["cpuLimit"] == "500m"
+    assert "capped" in container["diagnosis"]
+    assert "largest node's allocatable CPU" in container["explanation"]
+    assert [(e.reason, e.warning) for e in workload.events] == [
+        ("Patched", False),
+        ("Capped", True),
+    ]
+    again = one_pass({("shop", "a"): workload.trec_status})
+    assert "Capped" not in [e.reason for e in again.workloads[0].events]
+
+
+def test_a_throttled_limit_above_cpu_max_limit_is_kept_not_lowered() -> None:
+    plan = plan_pass(
+        policy(mode="AutoPatch", cpu={"maxLimit": "200m"}),
+        snapshot([manifest("shop", "a")], labels=AUTO),
+        NOW,
+    )
+    (container,) = plan.workloads[0].trec_status["containers"]
+    assert container["recommended"]["cpuLimit"] == "300m"  # today's, not maxLimit's 200m
+    assert "capped" in container["diagnosis"]
+
+
+def test_a_pod_no_node_can_hold_is_not_patched() -> None:
+    # No limit (limitPolicy Unset): the request 540m is the pod's, and no node has it.
+    shot = snapshot([manifest("shop", "a")], labels=AUTO, largest_node_cpu=500)
+    plan = plan_pass(policy(mode="AutoPatch", cpu={"limitPolicy": "Unset"}), shot, NOW)
+    assert patched(plan) == []
+    reason = plan.workloads[0].trec_status["containers"][0]["reason"]
+    assert reason.startswith("unschedulable: the pod would request 540m CPU")
+    assert [e.reason for e in plan.workloads[0].events] == ["Skipped"]

@@ -19,6 +19,7 @@ from unthrottle.engine.workers import oversubscribed
 from unthrottle.model.policy import LimitPolicy, ThrottlePolicySpec, Tier
 from unthrottle.model.quantity import parse_millicores
 from unthrottle.model.recommendation import (
+    Diagnosis,
     NoRecommendation,
     NoRecommendationReason,
     Recommendation,
@@ -330,7 +331,29 @@ def test_bounds_respected(doc: dict[str, Any], policy_doc: dict[str, Any]) -> No
         if bounds.min_limit is not None:
             assert rec.cpu_limit >= bounds.min_limit
         if bounds.max_limit is not None:
-            assert rec.cpu_limit <= bounds.max_limit
+            current = stats.container.cpu_limit
+            if rec.cpu_limit > bounds.max_limit:
+                # Only a throttled container over a lower maxLimit: its limit is kept.
+                throttled = stats.cpu.throttled_period_ratio > policy.throttle_target
+                assert throttled and rec.cpu_limit == current
+                assert Diagnosis.CAPPED in rec.diagnosis
+
+
+@PROPERTY
+@given(container_stats_docs(), policy_docs())
+def test_a_throttled_limit_is_never_lowered(
+    doc: dict[str, Any], policy_doc: dict[str, Any]
+) -> None:
+    stats, policy = build_stats(doc), build_policy(policy_doc)
+    rec = recommendation(stats, policy)
+    current = stats.container.cpu_limit
+    throttled = stats.cpu.throttled_period_ratio > policy.throttle_target
+    if current is None or not throttled or rec.cpu_limit is None:
+        return
+    assert rec.cpu_limit >= current
+    if rec.projected_throttle_ratio > policy.throttle_target:
+        # The limit the target needs was not reached: a cap bound, and it says so.
+        assert Diagnosis.CAPPED in rec.diagnosis
 
 
 @PROPERTY
@@ -431,6 +454,13 @@ def _workers_from_request(workers: int, max_usage: int) -> dict[str, Any]:
 @given(container_stats_docs(), policy_docs())
 @example(_workers_from_request(3, 251), _WORKERS_FROM_REQUEST_POLICY)
 @example(_workers_from_request(2, 0), _WORKERS_FROM_REQUEST_POLICY)
+@example(
+    {
+        **_workers_from_request(2, 0),
+        "container": {"name": "app", "webConcurrency": 2, "webConcurrencyFrom": "limits.cpu"},
+    },
+    {**_WORKERS_FROM_REQUEST_POLICY, "cpu": {"limitPolicy": "Ratio", "maxLimit": "1001m"}},
+)
 def test_managed_workers_equal_whole_limit_cores(
     doc: dict[str, Any], policy_doc: dict[str, Any]
 ) -> None:

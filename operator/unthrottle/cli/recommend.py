@@ -82,13 +82,18 @@ def parse_input(text: str) -> tuple[ThrottlePolicySpec, ContainerStats]:
         policy_doc = {**policy_doc, "cpu": quantities_as_text(policy_doc["cpu"], _POLICY_CPU)}
     if isinstance(container_doc, dict):
         document = {**document, "container": quantities_as_text(container_doc, _CONTAINER_CPU)}
+    document = quantities_as_text(document, ("nodeAllocatableCpu",))
     try:
         policy = ThrottlePolicySpec.model_validate(policy_doc)
     except ValidationError as exc:
         raise InputError(_validation_message("policy", exc)) from exc
     try:
         stats = ContainerStats.model_validate(
-            {k: document.get(k) for k in ("container", "cpu", "memory") if k in document}
+            {
+                k: document.get(k)
+                for k in ("container", "cpu", "memory", "nodeAllocatableCpu")
+                if k in document
+            }
         )
     except ValidationError as exc:
         raise InputError(_validation_message("", exc)) from exc

@@ -33,11 +33,17 @@ from unthrottle.model.names import (
     ROLLBACK_ANNOTATION,
 )
 from unthrottle.model.policy import Mode, ThrottlePolicySpec
-from unthrottle.model.recommendation import NoRecommendation, RecommendationResult
+from unthrottle.model.quantity import describe_millicores
+from unthrottle.model.recommendation import (
+    Diagnosis,
+    NoRecommendation,
+    Recommendation,
+    RecommendationResult,
+)
 from unthrottle.model.stats import ContainerStats
 from unthrottle.model.status import Condition, ThrottlePolicyStatus
 from unthrottle.model.workload import DeploymentInfo, WorkloadRef
-from unthrottle.reconcile.patch import PatchContext, decide, rollback_patch
+from unthrottle.reconcile.patch import DeploymentDecision, PatchContext, decide, rollback_patch
 from unthrottle.reconcile.schedule import parse_timestamp_ms
 from unthrottle.reconcile.scope import (
     is_ignored,
@@ -249,7 +255,10 @@ def _recommend_all(
         if isinstance(item.stats, NoRecommendation):
             row: Row = (item.container.name, item.stats, None)
         else:
-            row = (item.container.name, recommend(item.stats, applied), item.stats)
+            found = item.stats
+            if snapshot.largest_node_cpu is not None:
+                found = found.model_copy(update={"node_allocatable_cpu": snapshot.largest_node_cpu})
+            row = (item.container.name, recommend(found, applied), found)
         rows.setdefault(item.ref, []).append(row)
     return rows
 
@@ -261,6 +270,35 @@ def _skip_codes(trec: Mapping[str, Any]) -> set[str]:
         for c in trec.get("containers") or []
         if c.get("action") == "Skipped"
     }
+
+
+def _capped_events(
+    decision: DeploymentDecision, previous: Mapping[str, Any], target: float
+) -> list[PlannedEvent]:
+    """A Warning for each container newly ``capped``: told once, when it becomes so."""
+    before = {
+        c.get("name"): Diagnosis.CAPPED.value in (c.get("diagnosis") or ())
+        for c in previous.get("containers") or []
+    }
+    events = []
+    for container in decision.containers:
+        result = container.result
+        if not isinstance(result, Recommendation) or Diagnosis.CAPPED not in result.diagnosis:
+            continue
+        if before.get(container.name):
+            continue
+        assert result.cpu_limit is not None
+        events.append(
+            PlannedEvent(
+                "Capped",
+                f"{container.name}: the CPU limit is capped at "
+                f"{describe_millicores(result.cpu_limit)} and still projects "
+                f"{result.projected_throttle_ratio:.1%} throttled (target {target:.1%}); "
+                "raise cpu.maxLimit or give it larger nodes",
+                warning=True,
+            )
+        )
+    return events
 
 
 def _patched_message(outcome: WorkloadOutcome) -> str:
@@ -304,6 +342,7 @@ def _plan_workload(
         deployment.annotations.get(RECOMMENDATION_ANNOTATION), annotation, applied.patch.min_change
     ):
         annotations = {RECOMMENDATION_ANNOTATION: annotation}
+    events += _capped_events(decision, previous, applied.throttle_target)
     summary = previous.get("summary") or {}
     if (
         context.auto_patch
@@ -367,6 +406,7 @@ def plan_pass(policy: PolicyObject, snapshot: ClusterSnapshot, now: Instant) -> 
             hpa_on_cpu=(deployment.ref.namespace, deployment.ref.name) in snapshot.cpu_autoscaled,
             last_patched_ms=parse_timestamp_ms(deployment.annotations.get(LAST_PATCHED_ANNOTATION)),
             rollout_slots=slots,
+            largest_node_cpu=snapshot.largest_node_cpu,
         )
         key = (deployment.ref.namespace, deployment.ref.name)
         plan = _plan_workload(

@@ -3,9 +3,10 @@ through the Prometheus source, and the one builder of a policy's Prometheus conf
 
 Every read a pass makes is here, so what a pass costs the API server and Prometheus can be
 seen in one place: namespaces (one list), Deployments (one list per namespace in scope),
-ThrottlePolicies (one list, for precedence), HPAs (per AutoPatch namespace), this policy's
-ThrottleRecommendations (one list), ReplicaSets (per namespace, to map pods), and the
-Prometheus fetch (a fixed number of queries for the whole scope). Nothing here decides.
+ThrottlePolicies (one list, for precedence), nodes (one list, for the largest), HPAs (per
+AutoPatch namespace), this policy's ThrottleRecommendations (one list), ReplicaSets (per
+namespace, to map pods), and the Prometheus fetch (a fixed number of queries for the whole
+scope). Nothing here decides.
 """
 
 from __future__ import annotations
@@ -168,6 +169,7 @@ def read_cluster(
         deployments=candidates,
         rivals=snapshot.rivals,
         cpu_autoscaled=frozenset(kube.cpu_autoscaled(sorted(auto))) if auto else frozenset(),
+        largest_node_cpu=kube.largest_node_cpu(),
         recommendations=recommendations,
     )
 

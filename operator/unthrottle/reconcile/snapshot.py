@@ -132,6 +132,7 @@ class ClusterSnapshot:
     govern first). ``recommendations`` are the trec statuses this policy wrote, by
     (namespace, name), in every namespace. ``failure`` is set when reading could not
     finish (no Prometheus, bad credentials, Prometheus down): nothing is decided then.
+    ``largest_node_cpu`` caps every limit and holds back a pod that would not fit.
     """
 
     bounds: OperatorScope
@@ -139,6 +140,7 @@ class ClusterSnapshot:
     deployments: tuple[DeploymentInfo, ...] = ()
     rivals: tuple[Rival, ...] = ()
     cpu_autoscaled: frozenset[tuple[str, str]] = frozenset()
+    largest_node_cpu: int | None = None  # millicores allocatable; None: unknown, no cap
     recommendations: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     metrics: MetricsSnapshot | None = None
     failure: PassFailure | None = None

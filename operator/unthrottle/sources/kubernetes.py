@@ -143,6 +143,17 @@ class KubernetesSource:
             for n in self._items("/api/v1/namespaces")
         }
 
+    def largest_node_cpu(self) -> int | None:
+        """The largest allocatable CPU of any schedulable node, in millicores (None: no node)."""
+        sizes = [
+            parse_millicores(str(cpu))
+            for node in self._items("/api/v1/nodes")
+            if not (node.get("spec") or {}).get("unschedulable")
+            and (cpu := ((node.get("status") or {}).get("allocatable") or {}).get("cpu"))
+            is not None
+        ]
+        return max(sizes, default=None)
+
     def namespaces(self, selector: str = "", exclude: Iterable[str] = ()) -> list[str]:
         """Namespace names matching ``selector``, without ``exclude``."""
         skip = set(exclude)
