@@ -477,7 +477,9 @@ def test_managed_workers_equal_whole_limit_cores(
         assert rec.web_concurrency == max(1, -(-rec.cpu_limit // 1000))
         bounds = policy.cpu
         floor = max(1000, bounds.min_request, bounds.min_limit or 0)
-        if bounds.max_limit is None or bounds.max_limit // 1000 * 1000 >= floor:
+        # A throttled limit above cpu.maxLimit is kept as it is (never lowered): capped.
+        kept = Diagnosis.CAPPED in rec.diagnosis and rec.cpu_limit == stats.container.cpu_limit
+        if not kept and (bounds.max_limit is None or bounds.max_limit // 1000 * 1000 >= floor):
             # Whole cores whenever the bounds leave room for some: rounded up, or down
             # under cpu.maxLimit (1500m → 1 core, not 2 workers on 1.5 cores).
             assert rec.cpu_limit % 1000 == 0
