@@ -229,7 +229,27 @@ def test_partial_data_patches_nothing_and_says_so() -> None:
     )
     plan = plan_pass(policy(mode="AutoPatch"), partial, NOW)
     assert patched(plan) == []
-    assert "partial" in plan.status.message
+    assert plan.status.message == (
+        "Prometheus warned the data may be partial (store down); nothing was patched"
+    )
+    reachable = {c.type: c for c in plan.status.conditions}["PrometheusReachable"]
+    assert (reachable.status, reachable.reason, reachable.message) == (
+        "True",
+        "PartialAnswer",
+        "store down",
+    )
+
+
+def test_prometheus_is_reachable_only_once_it_answered() -> None:
+    asked_nothing = ClusterSnapshot(
+        bounds=BOUNDS, metrics=MetricsSnapshot(workloads=(), source="x", answered=False)
+    )
+    plan = plan_pass(policy(), asked_nothing, NOW)
+    reachable = {c.type: c for c in plan.status.conditions}["PrometheusReachable"]
+    assert (reachable.status, reachable.reason) == ("Unknown", "NotQueried")
+    answered = plan_pass(policy(), snapshot([manifest("shop", "a")]), NOW)
+    reachable = {c.type: c for c in answered.status.conditions}["PrometheusReachable"]
+    assert (reachable.status, reachable.reason, reachable.message) == ("True", "Answered", "")
 
 
 def test_an_older_policy_governs_and_the_overlap_is_stated() -> None:

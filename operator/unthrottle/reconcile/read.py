@@ -207,5 +207,6 @@ def read_metrics(
         source=config.display_url,
         missing_series=fetched.missing_series,
         warnings=tuple(fetched.warnings),
+        answered=fetched.queries > 0,
     )
     return metrics, fetched

@@ -110,6 +110,8 @@ class MetricsSnapshot:
     source: str  # the Prometheus URL, without credentials
     missing_series: frozenset[str] = frozenset()
     warnings: tuple[str, ...] = ()  # a partial answer's warnings (Thanos, Mimir)
+    # False when nothing was asked (no Deployment in scope): reachability is then unknown.
+    answered: bool = True
 
     @property
     def partial(self) -> bool:

@@ -196,11 +196,16 @@ def recommendation_annotation(outcome: WorkloadOutcome, policy: str) -> str:
 
 
 def condition(
-    kind: str, ok: bool, reason: str, message: str, *, now_text: str, generation: int
+    kind: str, ok: bool | None, reason: str, message: str, *, now_text: str, generation: int
 ) -> Condition:
+    """A condition; ``ok`` None is status Unknown (nothing could tell)."""
     return Condition(
         type=kind,
-        status=ConditionStatus.TRUE if ok else ConditionStatus.FALSE,
+        status=ConditionStatus.UNKNOWN
+        if ok is None
+        else ConditionStatus.TRUE
+        if ok
+        else ConditionStatus.FALSE,
         reason=reason,
         message=message,
         last_transition_time=now_text,
