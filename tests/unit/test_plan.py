@@ -402,3 +402,23 @@ def test_the_report_and_the_plan_agree_on_every_number() -> None:
         reported = output_fields(row.result)
         for name in ("cpuRequest", "cpuLimit", "memoryLimit", "webConcurrency"):
             assert reported[name] == recommended[name], name
+
+
+def test_unusable_values_are_named_not_reported_as_missing_series() -> None:
+    shot = snapshot([manifest("shop", "a")])
+    unusable = MetricsSnapshot(
+        workloads=(), source="x", unusable_series={"container_cpu_usage_seconds_total": 3}
+    )
+    plan = plan_pass(policy(), ClusterSnapshot(**{**vars(shot), "metrics": unusable}), NOW)
+    assert plan.ok
+    (result,) = [c.result for c in plan.outcomes[0].decision.containers]
+    assert result.reason.value == "metrics-unavailable"
+    assert result.message == (
+        "no usable CPU statistics for container app of shop/a: Prometheus answered unusable "
+        "values (NaN, ±Inf or negative) of container_cpu_usage_seconds_total (3)"
+    )
+    # Without unusable values, the same container's series are missing.
+    missing = MetricsSnapshot(workloads=(), source="x")
+    plan = plan_pass(policy(), ClusterSnapshot(**{**vars(shot), "metrics": missing}), NOW)
+    (result,) = [c.result for c in plan.outcomes[0].decision.containers]
+    assert result.reason.value == "missing-metrics"

@@ -263,6 +263,34 @@ def test_partial_answers_and_bad_values(fake: Any) -> None:
     assert set(REQUIRED_SERIES) == result.missing_series
 
 
+def test_unusable_values_are_named_by_their_series_not_missing(fake: Any) -> None:
+    labels = {"namespace": "a", "pod": "p", "container": "c"}
+    rows = [
+        ({"unthrottle_stat": "p50", **labels}, "NaN"),
+        ({"unthrottle_stat": "p95", **labels}, "+Inf"),
+        ({"unthrottle_stat": "max", **labels}, "-Inf"),
+        ({"unthrottle_stat": "rss_max", **labels}, "-1"),
+        ({"unthrottle_stat": "rss_slope", **labels}, "-5"),  # a slope may be negative
+    ]
+
+    def answer(i: int, seen: Seen) -> Answer:
+        if seen.path.startswith("/api/v1/label/__name__/values?"):
+            names = {"status": "success", "data": list(REQUIRED_SERIES)}
+            return Answer(body=json.dumps(names))
+        return vector(rows)
+
+    server = fake(answer)
+    with source(server.url) as src:
+        result = src.fetch("1h", end=1700000000)
+    assert result.missing_series == frozenset()
+    # Six answers carry the rows: ksm, counters, three of usage, memory.
+    assert result.unusable_series == {
+        "container_cpu_usage_seconds_total": 3 * 6,
+        "container_memory_rss": 6,
+    }
+    assert result.dropped_values == 4 * 6
+
+
 def test_series_names_are_asked_of_the_index_in_one_request(fake: Any) -> None:
     body = {"status": "success", "data": ["container_memory_rss", "kube_pod_owner"]}
     server = fake(lambda i, s: Answer(body=json.dumps(body)))

@@ -44,7 +44,7 @@ from unthrottle.model.stats import ContainerResources, ContainerStats
 from unthrottle.model.workload import DeploymentInfo, WorkloadRef
 from unthrottle.reconcile.plan import plan_pass
 from unthrottle.reconcile.read import prometheus_config
-from unthrottle.reconcile.scope import OperatorScope
+from unthrottle.reconcile.scope import OperatorScope, unusable_text
 from unthrottle.reconcile.snapshot import ClusterSnapshot, Instant, MetricsSnapshot, PolicyObject
 from unthrottle.reconcile.status import change, cpu_text, current_of, memory_text, ratio_text
 from unthrottle.sources.kubernetes import KubernetesError, KubernetesSource
@@ -267,7 +267,11 @@ def build_report(
         bounds=OperatorScope(""),
         namespace_labels=None,  # the scope was chosen when reading
         deployments=tuple(deployments),
-        metrics=MetricsSnapshot(workloads=tuple(fetched.workloads), source=""),
+        metrics=MetricsSnapshot(
+            workloads=tuple(fetched.workloads),
+            source="",
+            unusable_series=fetched.unusable_series,
+        ),
     )
     recommend_only = policy.model_copy(update={"mode": Mode.RECOMMEND})
     report = PolicyObject(REPORT_POLICY, 0, ("", REPORT_POLICY), recommend_only)
@@ -470,6 +474,8 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = _progress) -
     )
     if fetched.warnings:
         progress("Prometheus warned the data may be partial: " + "; ".join(fetched.warnings))
+    if fetched.unusable_series:
+        progress(unusable_text(fetched.unusable_series) + ": left out")
     if fetched.missing_series:
         print(
             "unthrottle report: required series missing in "

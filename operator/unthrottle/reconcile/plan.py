@@ -261,7 +261,7 @@ def _recommend_all(
 ) -> dict[WorkloadRef, list[Row]]:
     assert snapshot.metrics is not None
     rows: dict[WorkloadRef, list[Row]] = {}
-    for item in join(deployments, snapshot.metrics.workloads):
+    for item in join(deployments, snapshot.metrics.workloads, snapshot.metrics.unusable_series):
         applied = policy_for(item.deployment, spec)
         if isinstance(item.stats, NoRecommendation):
             row: Row = (item.container.name, item.stats, None)

@@ -208,5 +208,6 @@ def read_metrics(
         missing_series=fetched.missing_series,
         warnings=tuple(fetched.warnings),
         answered=fetched.queries > 0,
+        unusable_series=fetched.unusable_series,
     )
     return metrics, fetched

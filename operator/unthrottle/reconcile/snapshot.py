@@ -112,6 +112,8 @@ class MetricsSnapshot:
     warnings: tuple[str, ...] = ()  # a partial answer's warnings (Thanos, Mimir)
     # False when nothing was asked (no Deployment in scope): reachability is then unknown.
     answered: bool = True
+    # Series whose values Prometheus answered as NaN, ±Inf or negative: name → values.
+    unusable_series: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def partial(self) -> bool:
