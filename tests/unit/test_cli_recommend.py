@@ -218,12 +218,23 @@ def test_yaml_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert from_yaml == from_json
 
 
-def test_extra_fields_allowed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    document = example(container={"image": "app:1.2"}, cpu={"note": "from grafana"})
-    document["comment"] = "what-if"
+@pytest.mark.parametrize(
+    ("document", "named"),
+    [
+        (example(policy={"throttleTarge": 0.01}), "policy.throttleTarge (did you mean"),
+        (example(policy={"cpu": {"maxLimt": "2"}}), "policy.cpu.maxLimt (did you mean maxLimit?)"),
+        (example(container={"image": "app:1.2"}), "container.image"),
+        (example(cpu={"usageCores": {"p90": 0.2}}), "cpu.usageCores.p90"),
+        ({**example(), "comment": "what-if"}, "comment"),
+    ],
+)
+def test_unknown_fields_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], document: dict[str, Any], named: str
+) -> None:
     code, out, err = run(tmp_path, capsys, document)
-    assert code == 0, err
-    assert json.loads(out)["cpuRequest"] == "900m"
+    assert code == 2 and out == ""
+    assert "unknown field" in err and named in err
+    assert err.count("\n") == 1
 
 
 @pytest.mark.parametrize("absent", [True, False])
@@ -376,7 +387,7 @@ def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
 @pytest.mark.parametrize(
     "argv",
-    [["recommend"], ["recommend", "--input", "x.json", "--output", "xml"], []],
+    [["recommend"], ["recommend", "--input", "x.json", "--output", "xml"]],
 )
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:

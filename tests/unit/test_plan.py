@@ -229,7 +229,27 @@ def test_partial_data_patches_nothing_and_says_so() -> None:
     )
     plan = plan_pass(policy(mode="AutoPatch"), partial, NOW)
     assert patched(plan) == []
-    assert "partial" in plan.status.message
+    assert plan.status.message == (
+        "Prometheus warned the data may be partial (store down); nothing was patched"
+    )
+    reachable = {c.type: c for c in plan.status.conditions}["PrometheusReachable"]
+    assert (reachable.status, reachable.reason, reachable.message) == (
+        "True",
+        "PartialAnswer",
+        "store down",
+    )
+
+
+def test_prometheus_is_reachable_only_once_it_answered() -> None:
+    asked_nothing = ClusterSnapshot(
+        bounds=BOUNDS, metrics=MetricsSnapshot(workloads=(), source="x", answered=False)
+    )
+    plan = plan_pass(policy(), asked_nothing, NOW)
+    reachable = {c.type: c for c in plan.status.conditions}["PrometheusReachable"]
+    assert (reachable.status, reachable.reason) == ("Unknown", "NotQueried")
+    answered = plan_pass(policy(), snapshot([manifest("shop", "a")]), NOW)
+    reachable = {c.type: c for c in answered.status.conditions}["PrometheusReachable"]
+    assert (reachable.status, reachable.reason, reachable.message) == ("True", "Answered", "")
 
 
 def test_an_older_policy_governs_and_the_overlap_is_stated() -> None:
@@ -483,3 +503,23 @@ def test_a_pod_no_node_can_hold_is_not_patched() -> None:
     reason = plan.workloads[0].trec_status["containers"][0]["reason"]
     assert reason.startswith("unschedulable: the pod would request 540m CPU")
     assert [e.reason for e in plan.workloads[0].events] == ["Skipped"]
+
+
+def test_unusable_values_are_named_not_reported_as_missing_series() -> None:
+    shot = snapshot([manifest("shop", "a")])
+    unusable = MetricsSnapshot(
+        workloads=(), source="x", unusable_series={"container_cpu_usage_seconds_total": 3}
+    )
+    plan = plan_pass(policy(), ClusterSnapshot(**{**vars(shot), "metrics": unusable}), NOW)
+    assert plan.ok
+    (result,) = [c.result for c in plan.outcomes[0].decision.containers]
+    assert result.reason.value == "metrics-unavailable"
+    assert result.message == (
+        "no usable CPU statistics for container app of shop/a: Prometheus answered unusable "
+        "values (NaN, ±Inf or negative) of container_cpu_usage_seconds_total (3)"
+    )
+    # Without unusable values, the same container's series are missing.
+    missing = MetricsSnapshot(workloads=(), source="x")
+    plan = plan_pass(policy(), ClusterSnapshot(**{**vars(shot), "metrics": missing}), NOW)
+    (result,) = [c.result for c in plan.outcomes[0].decision.containers]
+    assert result.reason.value == "missing-metrics"

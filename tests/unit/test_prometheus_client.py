@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from unthrottle.sandbox.prometheus import free_port
 from unthrottle.sources.prometheus import PrometheusConfig, PrometheusError, PrometheusSource
 from unthrottle.sources.prometheus_queries import REQUIRED_SERIES
 
@@ -30,6 +31,7 @@ class Answer:
     body: str = ""
     content_type: str = "application/json"
     delay: float = 0.0
+    declared_length: int | None = None  # a Content-Length above the body's: a cut answer
 
 
 @dataclass
@@ -78,7 +80,8 @@ def fake() -> Iterator[Callable[[Callable[[int, Seen], Answer]], FakePrometheus]
                 try:
                     self.send_response(answer.status)
                     self.send_header("Content-Type", answer.content_type)
-                    self.send_header("Content-Length", str(len(payload)))
+                    length = answer.declared_length or len(payload)
+                    self.send_header("Content-Length", str(length))
                     self.end_headers()
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
@@ -115,6 +118,45 @@ def test_login_page_is_not_an_answer(fake: Any) -> None:
         src.query("up", 1700000000)
     assert server.url in str(caught.value)
     assert len(server.seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"), [(401, "wants credentials"), (403, "may not read this API")]
+)
+def test_refused_credentials_get_a_hint(fake: Any, status: int, hint: str) -> None:
+    server = fake(lambda i, s: Answer(status=status, body="no", content_type="text/plain"))
+    with source(server.url) as src, pytest.raises(PrometheusError) as caught:
+        src.build_info()
+    assert f"HTTP {status}" in str(caught.value) and hint in str(caught.value)
+    assert len(server.seen) == 1
+
+
+def test_https_against_a_plain_http_port_says_so(fake: Any) -> None:
+    server = fake(lambda i, s: vector([]))
+    url = server.url.replace("http://", "https://")
+    with source(url) as src, pytest.raises(PrometheusError) as caught:
+        src.build_info()
+    assert str(caught.value) == (
+        f"Prometheus at {url}: TLS error: the server answers in plain HTTP; use an http:// URL"
+    )
+
+
+def test_connection_refused_names_host_and_port() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with source(url, retries=0) as src, pytest.raises(PrometheusError) as caught:
+        src.build_info()
+    message = str(caught.value)
+    assert f"nothing listens on 127.0.0.1:{url.rsplit(':', 1)[1]}" in message
+    assert "\n" not in message
+
+
+def test_a_cut_answer_is_one_sentence(fake: Any) -> None:
+    server = fake(lambda i, s: Answer(body='{"status": "succ', declared_length=4096))
+    with source(server.url) as src, pytest.raises(PrometheusError) as caught:
+        src.query("up", 1700000000)
+    message = str(caught.value)
+    assert "the answer was cut off" in message
+    assert "ChunkedEncodingError" not in message and "IncompleteRead" not in message
 
 
 def test_unavailable_is_retried_a_bounded_number_of_times(fake: Any) -> None:
@@ -219,6 +261,34 @@ def test_partial_answers_and_bad_values(fake: Any) -> None:
     assert all("store eu-1 unavailable" in w for w in result.warnings)
     assert result.workloads == ()
     assert set(REQUIRED_SERIES) == result.missing_series
+
+
+def test_unusable_values_are_named_by_their_series_not_missing(fake: Any) -> None:
+    labels = {"namespace": "a", "pod": "p", "container": "c"}
+    rows = [
+        ({"unthrottle_stat": "p50", **labels}, "NaN"),
+        ({"unthrottle_stat": "p95", **labels}, "+Inf"),
+        ({"unthrottle_stat": "max", **labels}, "-Inf"),
+        ({"unthrottle_stat": "rss_max", **labels}, "-1"),
+        ({"unthrottle_stat": "rss_slope", **labels}, "-5"),  # a slope may be negative
+    ]
+
+    def answer(i: int, seen: Seen) -> Answer:
+        if seen.path.startswith("/api/v1/label/__name__/values?"):
+            names = {"status": "success", "data": list(REQUIRED_SERIES)}
+            return Answer(body=json.dumps(names))
+        return vector(rows)
+
+    server = fake(answer)
+    with source(server.url) as src:
+        result = src.fetch("1h", end=1700000000)
+    assert result.missing_series == frozenset()
+    # Six answers carry the rows: ksm, counters, three of usage, memory.
+    assert result.unusable_series == {
+        "container_cpu_usage_seconds_total": 3 * 6,
+        "container_memory_rss": 6,
+    }
+    assert result.dropped_values == 4 * 6
 
 
 def test_series_names_are_asked_of_the_index_in_one_request(fake: Any) -> None:

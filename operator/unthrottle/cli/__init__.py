@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help(sys.stderr)  # the commands, not argparse's "arguments required"
+        return 2
     args = parser.parse_args(argv)
     code: int = args.run(args)
     return code

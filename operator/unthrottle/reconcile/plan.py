@@ -53,7 +53,13 @@ from unthrottle.reconcile.scope import (
     selects,
     split_governed,
 )
-from unthrottle.reconcile.snapshot import ClusterSnapshot, Instant, PassFailure, PolicyObject
+from unthrottle.reconcile.snapshot import (
+    ClusterSnapshot,
+    Instant,
+    MetricsSnapshot,
+    PassFailure,
+    PolicyObject,
+)
 from unthrottle.reconcile.status import (
     WorkloadOutcome,
     annotation_changed,
@@ -130,9 +136,21 @@ class PassPlan:
 
 
 def _condition(
-    kind: str, ok: bool, reason: str, message: str, *, generation: int, now: Instant
+    kind: str, ok: bool | None, reason: str, message: str, *, generation: int, now: Instant
 ) -> Condition:
     return condition(kind, ok, reason, message, now_text=now.text, generation=generation)
+
+
+def _prometheus_condition(metrics: MetricsSnapshot, *, generation: int, now: Instant) -> Condition:
+    """Reachable once a query was answered; a partial answer says what Prometheus warned."""
+    if not metrics.answered:
+        message = "no Deployment in scope: nothing was asked of Prometheus"
+        return _condition(
+            "PrometheusReachable", None, "NotQueried", message, generation=generation, now=now
+        )
+    reason = "PartialAnswer" if metrics.partial else "Answered"
+    message = "; ".join(metrics.warnings)
+    return _condition("PrometheusReachable", True, reason, message, generation=generation, now=now)
 
 
 def plan_failure(
@@ -250,7 +268,7 @@ def _recommend_all(
 ) -> dict[WorkloadRef, list[Row]]:
     assert snapshot.metrics is not None
     rows: dict[WorkloadRef, list[Row]] = {}
-    for item in join(deployments, snapshot.metrics.workloads):
+    for item in join(deployments, snapshot.metrics.workloads, snapshot.metrics.unusable_series):
         applied = policy_for(item.deployment, spec)
         if isinstance(item.stats, NoRecommendation):
             row: Row = (item.container.name, item.stats, None)
@@ -431,9 +449,7 @@ def plan_pass(policy: PolicyObject, snapshot: ClusterSnapshot, now: Instant) -> 
             generation=policy.generation,
             now=now,
         ),
-        _condition(
-            "PrometheusReachable", True, "Answered", "", generation=policy.generation, now=now
-        ),
+        _prometheus_condition(metrics, generation=policy.generation, now=now),
     ]
     status = policy_status(
         [p.outcome for p in plans],
@@ -443,7 +459,8 @@ def plan_pass(policy: PolicyObject, snapshot: ClusterSnapshot, now: Instant) -> 
         now_text=now.text,
         target=spec.throttle_target,
         overlaps=overlaps,
-        message="Prometheus warned the data may be partial; nothing was patched"
+        message=f"Prometheus warned the data may be partial ({'; '.join(metrics.warnings)}); "
+        "nothing was patched"
         if metrics.partial
         else "",
     )

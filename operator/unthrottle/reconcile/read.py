@@ -209,5 +209,7 @@ def read_metrics(
         source=config.display_url,
         missing_series=fetched.missing_series,
         warnings=tuple(fetched.warnings),
+        answered=fetched.queries > 0,
+        unusable_series=fetched.unusable_series,
     )
     return metrics, fetched

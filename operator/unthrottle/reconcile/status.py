@@ -276,11 +276,16 @@ def annotation_changed(current: str | None, new: str, min_change: float) -> bool
 
 
 def condition(
-    kind: str, ok: bool, reason: str, message: str, *, now_text: str, generation: int
+    kind: str, ok: bool | None, reason: str, message: str, *, now_text: str, generation: int
 ) -> Condition:
+    """A condition; ``ok`` None is status Unknown (nothing could tell)."""
     return Condition(
         type=kind,
-        status=ConditionStatus.TRUE if ok else ConditionStatus.FALSE,
+        status=ConditionStatus.UNKNOWN
+        if ok is None
+        else ConditionStatus.TRUE
+        if ok
+        else ConditionStatus.FALSE,
         reason=reason,
         message=message,
         last_transition_time=now_text,

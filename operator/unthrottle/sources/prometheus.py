@@ -19,7 +19,8 @@ over the window, sizes the scope from the kube-state-metrics rows, then sends th
 per-chunk queries of each chunk (a scope of up to 10,000 containers is one chunk: 7 HTTP
 requests; 3 chunks cost 17). Values arrive as strings; each is checked with
 ``math.isfinite`` and for sign, and NaN, ±Inf and negative values are dropped and counted
-(``FetchResult.dropped_values``; only an RSS slope may be negative). Required series that
+(``FetchResult.dropped_values``, and by the series they come from in
+``FetchResult.unusable_series``; only an RSS slope may be negative). Required series that
 do not exist at any time in the window are reported in ``FetchResult.missing_series``
 (rules in :mod:`.prometheus_aggregate`).
 
@@ -31,8 +32,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from unthrottle.model.quantity import ceil_div, parse_duration_ms
 from unthrottle.model.workload import WorkloadStats
@@ -46,6 +48,7 @@ from unthrottle.sources.prometheus_http import (
 )
 from unthrottle.sources.prometheus_queries import (
     STAT_LABEL,
+    STAT_SERIES,
     QueryBuilder,
     Resolution,
     Scope,
@@ -75,6 +78,8 @@ class FetchResult:
     end: float
     chunks: int
     pods_without_deployment: int  # pods with usage series but no Deployment owner found
+    # The series whose values were unusable (NaN, ±Inf, negative): name → values dropped.
+    unusable_series: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def partial(self) -> bool:
@@ -93,6 +98,7 @@ class _Fetch:
         self.stats: list[QueryStats] = []
         self.warnings: list[str] = []
         self.dropped = 0
+        self.unusable: Counter[str] = Counter()
 
     def run(self, name: str, promql: str) -> QueryAnswer:
         answer = self.client.query(promql, self.at, name=name)
@@ -101,20 +107,21 @@ class _Fetch:
         self.warnings.extend(f"{name}: {w}" for w in answer.warnings)
         return answer
 
-    def value(self, raw: str, signed: bool = False) -> float | None:
+    def value(self, raw: str, stat: str) -> float | None:
         try:
             number = float(raw)
         except ValueError:
             number = math.nan
-        if not math.isfinite(number) or (number < 0 and not signed):
+        if not math.isfinite(number) or (number < 0 and stat not in SIGNED_STATS):
             self.dropped += 1
+            self.unusable[STAT_SERIES.get(stat, stat)] += 1
             return None
         return number
 
     def rows(self, answer: QueryAnswer) -> Iterator[tuple[str, Mapping[str, str], float]]:
         for labels, raw in answer.rows:
             stat = labels.get(STAT_LABEL, "")
-            number = self.value(raw, signed=stat in SIGNED_STATS)
+            number = self.value(raw, stat)
             if number is not None:
                 yield stat, labels, number
 
@@ -162,6 +169,7 @@ class _Fetch:
             end=self.at,
             chunks=chunks,
             pods_without_deployment=unowned,
+            unusable_series=dict(self.unusable),
         )
 
 

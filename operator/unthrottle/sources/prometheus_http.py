@@ -69,6 +69,10 @@ _BACKOFF_FIRST_S: Final = 0.5
 _BACKOFF_MAX_S: Final = 5.0
 _CONNECT_TIMEOUT_MAX_S: Final = 5.0
 _REASON_MAX_CHARS: Final = 300
+_AUTH_HINTS: Final = {
+    401: "the server wants credentials: a bearer token or basic auth",
+    403: "the credentials given may not read this API (or this URL is not the API's base)",
+}
 
 
 class PrometheusError(Exception):
@@ -323,10 +327,15 @@ class PrometheusClient:
             except requests.exceptions.ReadTimeout:
                 raise self._fail(f"no answer within {timeout:g}s (not retried)") from None
             except requests.exceptions.SSLError as exc:
-                raise self._fail(f"TLS error: {_short(exc)}") from None
+                raise self._fail(_tls_reason(exc)) from None
             except requests.ConnectionError as exc:
-                reason = f"cannot connect: {_short(exc)}"
+                reason = _connect_reason(exc, self.config.url)
                 continue
+            except requests.exceptions.ChunkedEncodingError:
+                raise self._fail(
+                    "the answer was cut off: the connection closed before its end "
+                    "(a proxy or Prometheus stopped mid-answer)"
+                ) from None
             except _RetryableError as exc:
                 reason = str(exc)
                 continue
@@ -339,6 +348,8 @@ class PrometheusClient:
 
     def _decode(self, response: requests.Response) -> Any:
         status = response.status_code
+        if status in _AUTH_HINTS:
+            raise _AnswerError(f"HTTP {status} {response.reason}: {_AUTH_HINTS[status]}")
         try:
             body = response.json()
         except ValueError:
@@ -446,6 +457,28 @@ def _short(exc: BaseException) -> str:
         if marker in text:
             return marker
     return text.splitlines()[-1] if text else type(exc).__name__
+
+
+def _tls_reason(exc: BaseException) -> str:
+    text = str(exc)
+    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
+        # The TLS handshake was answered in plain HTTP.
+        return "TLS error: the server answers in plain HTTP; use an http:// URL"
+    return f"TLS error: {_short(exc)}"
+
+
+def _connect_reason(exc: BaseException, url: str) -> str:
+    cause = _short(exc)
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if cause == "Connection refused":
+        return (
+            f"cannot connect: nothing listens on {parts.hostname}:{port} "
+            "(check the URL's host and port, or the port-forward)"
+        )
+    if cause == "Name or service not known":
+        return f"cannot connect: no host {parts.hostname!r} in DNS (check the URL)"
+    return f"cannot connect: {cause}"
 
 
 def _int_or_none(value: object) -> int | None:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 from unthrottle.model.quantity import ceil_div, format_duration
@@ -69,6 +70,7 @@ __all__ = [
     "REQUIRED_SERIES",
     "RESERVED_LABELS",
     "STAT_LABEL",
+    "STAT_SERIES",
     "QueryBuilder",
     "Resolution",
     "Scope",
@@ -99,6 +101,27 @@ KSM_ALL: Final = (*KSM_SERIES, RESTARTS)
 
 # Every answer row carries the statistic it is in this label (see ``tag``).
 STAT_LABEL: Final = "unthrottle_stat"
+# The series each statistic is computed from, to name it when its values are unusable.
+STAT_SERIES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        **dict.fromkeys(("p50", "p95", "p99", "p999", "p9999", "max", "mean", "count"), USAGE),
+        "last": USAGE,
+        "periods": PERIODS,
+        "throttled": THROTTLED_PERIODS,
+        "throttled_seconds": THROTTLED_SECONDS,
+        "cfs_period_us": SPEC_PERIOD,
+        **dict.fromkeys(("rss_p99", "rss_count", "rss_slope", "rss_max"), RSS),
+        "wss_max": WORKING_SET,
+        "pod_owner": POD_OWNER,
+        "rs_owner": REPLICASET_OWNER,
+        "cpu_request": REQUESTS,
+        "memory_request": REQUESTS,
+        "cpu_limit": LIMITS,
+        "memory_limit": LIMITS,
+        "oom": LAST_TERMINATED,
+        "restarts": RESTARTS,
+    }
+)
 _BY_CONTAINER: Final = "namespace, pod, container"
 # Labels the queries group by or set: a configured matcher may not use them.
 RESERVED_LABELS: Final = frozenset({"namespace", "pod", "container", STAT_LABEL})
