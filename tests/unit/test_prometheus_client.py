@@ -46,6 +46,15 @@ def vector(rows: list[tuple[dict[str, str], str]], **extra: Any) -> Answer:
     return Answer(body=json.dumps(body))
 
 
+def matrix(series: list[tuple[dict[str, str], list[str]]], **extra: Any) -> Answer:
+    result = [
+        {"metric": labels, "values": [[1700000000 + 30 * i, v] for i, v in enumerate(values)]}
+        for labels, values in series
+    ]
+    body = {"status": "success", "data": {"resultType": "matrix", "result": result}, **extra}
+    return Answer(body=json.dumps(body))
+
+
 def error(status: int, error_type: str, message: str) -> Answer:
     body = {"status": "error", "errorType": error_type, "error": message}
     return Answer(status=status, body=json.dumps(body))
@@ -208,13 +217,18 @@ def test_partial_answers_and_bad_values(fake: Any) -> None:
         if seen.path.startswith("/api/v1/label/__name__/values?"):
             names = {"status": "success", "data": [], "warnings": ["store eu-1 unavailable"]}
             return Answer(body=json.dumps(names))
+        if seen.path == "/api/v1/query_range":
+            points = ["NaN", "+Inf", "-1", "0.5"]
+            labels = {"namespace": "a", "pod": "p", "container": "c"}
+            return matrix([(labels, points)], warnings=["store eu-1 unavailable"])
         return vector(rows, warnings=["store eu-1 unavailable"])
 
     server = fake(answer)
     with source(server.url) as src:
         result = src.fetch("1h", end=1700000000)
-    assert result.queries == 7 == len(server.seen)
-    assert result.dropped_values == 3 * 6
+    assert result.queries == 5 == len(server.seen)
+    # Three bad rows in each of two instant answers, three bad points in each of two series.
+    assert result.dropped_values == 3 * 2 + 3 * 2
     assert result.partial
     assert all("store eu-1 unavailable" in w for w in result.warnings)
     assert result.workloads == ()

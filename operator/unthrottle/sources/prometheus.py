@@ -32,25 +32,33 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from unthrottle.model.quantity import ceil_div, parse_duration_ms
 from unthrottle.model.workload import WorkloadStats
 from unthrottle.sources.prometheus_aggregate import SIGNED_STATS, Ksm, Tables, assemble
+from unthrottle.sources.prometheus_config import PrometheusConfig
 from unthrottle.sources.prometheus_http import (
+    NamesAnswer,
     PrometheusClient,
-    PrometheusConfig,
     PrometheusError,
     QueryAnswer,
     QueryStats,
+    RangeAnswer,
 )
 from unthrottle.sources.prometheus_queries import (
     STAT_LABEL,
+    USAGE,
+    USAGE_RULE,
+    ChunkQuery,
     QueryBuilder,
     Resolution,
     Scope,
     plan_chunks,
 )
+from unthrottle.sources.prometheus_range import parse_points, rss_statistics, usage_statistics
 
 __all__ = [
     "FetchResult",
@@ -75,6 +83,9 @@ class FetchResult:
     end: float
     chunks: int
     pods_without_deployment: int  # pods with usage series but no Deployment owner found
+    # The series the CPU usage rates came from: container_cpu_usage_seconds_total, or the
+    # recording rule USAGE_RULE where it is recorded (both when it covers part of a scope).
+    usage_series: tuple[str, ...] = ()
 
     @property
     def partial(self) -> bool:
@@ -83,23 +94,22 @@ class FetchResult:
 
 
 class _Fetch:
-    """The state of one fetch: queries made, warnings, dropped values."""
+    """The state of one fetch: queries made, warnings, dropped values, the tables."""
 
-    def __init__(self, client: PrometheusClient, builder: QueryBuilder, at: float) -> None:
-        self.client = client
+    def __init__(self, builder: QueryBuilder, at: float) -> None:
         self.builder = builder
         self.at = at
         self.queries = 0
         self.stats: list[QueryStats] = []
         self.warnings: list[str] = []
         self.dropped = 0
+        self.tables = Tables()
+        self.usage_series: set[str] = set()
 
-    def run(self, name: str, promql: str) -> QueryAnswer:
-        answer = self.client.query(promql, self.at, name=name)
+    def record(self, answer: QueryAnswer | NamesAnswer | RangeAnswer[_Reduced]) -> None:
         self.queries += answer.requests
         self.stats.append(answer.stats)
-        self.warnings.extend(f"{name}: {w}" for w in answer.warnings)
-        return answer
+        self.warnings.extend(f"{answer.stats.name}: {w}" for w in answer.warnings)
 
     def value(self, raw: str, signed: bool = False) -> float | None:
         try:
@@ -112,35 +122,31 @@ class _Fetch:
         return number
 
     def rows(self, answer: QueryAnswer) -> Iterator[tuple[str, Mapping[str, str], float]]:
+        self.record(answer)
         for labels, raw in answer.rows:
             stat = labels.get(STAT_LABEL, "")
             number = self.value(raw, signed=stat in SIGNED_STATS)
             if number is not None:
                 yield stat, labels, number
 
-    def collect(self, name: str, promql: str, tables: Tables) -> None:
-        for stat, labels, number in self.rows(self.run(name, promql)):
-            tables.add(stat, labels, number)
+    def collect(self, answer: QueryAnswer | RangeAnswer[_Reduced]) -> None:
+        if isinstance(answer, QueryAnswer):
+            for stat, labels, number in self.rows(answer):
+                self.tables.add(stat, labels, number)
+            return
+        self.record(answer)
+        for labels, (statistics, dropped) in answer.rows:
+            self.dropped += dropped
+            for stat, number in statistics.items():
+                self.tables.add(stat, labels, number)
 
-    def ksm(self, scope: Scope) -> Ksm:
+    def ksm(self, answer: QueryAnswer, present: NamesAnswer) -> Ksm:
         out = Ksm()
-        answer = self.run("kube-state-metrics", self.builder.kube_state_metrics(scope))
         for stat, labels, number in self.rows(answer):
             out.add(stat, labels, number)
-        out.present = set(self.present())
+        self.record(present)
+        out.present = set(present.names)
         return out
-
-    def present(self) -> frozenset[str]:
-        """The names of the series a fetch reads that exist at some time in the window."""
-        name = "series-presence"
-        start = self.at - self.builder.resolution.window_seconds
-        answer = self.client.series_names(
-            self.builder.presence_selectors(), start, self.at, name=name
-        )
-        self.queries += answer.requests
-        self.stats.append(answer.stats)
-        self.warnings.extend(f"{name}: {w}" for w in answer.warnings)
-        return answer.names
 
     def result(
         self,
@@ -162,7 +168,21 @@ class _Fetch:
             end=self.at,
             chunks=chunks,
             pods_without_deployment=unowned,
+            usage_series=tuple(sorted(self.usage_series)),
         )
+
+
+_Reduced = tuple[dict[str, float], int]  # a series' statistics, and its dropped points
+
+
+def _reduce_usage(_: Mapping[str, str], raw: Sequence[Any]) -> _Reduced:
+    points, dropped = parse_points(raw)
+    return usage_statistics(points), dropped
+
+
+def _reduce_rss(_: Mapping[str, str], raw: Sequence[Any]) -> _Reduced:
+    points, dropped = parse_points(raw)
+    return rss_statistics(points), dropped
 
 
 class PrometheusSource(PrometheusClient):
@@ -171,6 +191,15 @@ class PrometheusSource(PrometheusClient):
     ``build_info()`` is the health check, ``fetch()`` the statistics of a scope,
     ``query()`` one instant query (for the benchmark); see :class:`PrometheusClient`.
     """
+
+    def _send(self, query: ChunkQuery, builder: QueryBuilder, at: float) -> Answer:
+        if query.kind == "instant":
+            return self.query(query.promql, at, name=query.name)
+        start, end = builder.resolution.range_bounds(at)
+        reduce = _reduce_usage if query.kind == "usage" else _reduce_rss
+        return self.query_range(
+            query.promql, start, end, builder.resolution.step_seconds, reduce, name=query.name
+        )
 
     def fetch(
         self,
@@ -196,21 +225,62 @@ class PrometheusSource(PrometheusClient):
         )
         at = time.time() if end is None else float(end)
         scope: Scope = None if namespaces is None else tuple(sorted(set(namespaces)))
-        run = _Fetch(self, QueryBuilder(self.config, resolution), at)
+        builder = QueryBuilder(self.config, resolution)
+        run = _Fetch(builder, at)
         if scope == ():
             return run.result((), frozenset(), frozenset(), 0, 0)
-        ksm = run.ksm(scope)
-        chunks: list[Scope]
-        estimate = ksm.containers_per_namespace()
-        if sum(max(1, n) for n in estimate.values()) <= self.config.max_series_per_query:
-            chunks = [scope]
-        else:
-            chunks = list(plan_chunks(estimate, self.config.max_series_per_query))
-        tables = Tables()
-        for chunk in chunks:
-            for name, promql in run.builder.chunk_queries(chunk):
-                run.collect(name, promql, tables)
+        with _Pool(self.config.concurrency) as pool:
+            ksm_answer = pool.submit(
+                self.query, builder.kube_state_metrics(scope), at, name="kube-state-metrics"
+            )
+            present = pool.submit(
+                self.series_names,
+                builder.presence_selectors(),
+                at - resolution.window_seconds,
+                at,
+                name="series-presence",
+            )
+            ksm = run.ksm(ksm_answer.result(), present.result())
+            chunks: list[Scope]
+            estimate = ksm.containers_per_namespace()
+            if sum(max(1, n) for n in estimate.values()) <= self.config.max_series_per_query:
+                chunks = [scope]
+            else:
+                chunks = list(plan_chunks(estimate, self.config.max_series_per_query))
+            rule = builder.uses_rule(ksm.present)
+            sent = [
+                (chunk, query, pool.submit(self._send, query, builder, at))
+                for chunk in chunks
+                for query in builder.chunk_queries(chunk, rule)
+            ]
+            for chunk, query, future in sent:
+                answer = future.result()
+                if query.kind == "usage" and rule and not answer.rows:
+                    # The rule does not cover this chunk (not recorded for these
+                    # namespaces, or under other labels): the raw counter does.
+                    run.record(answer)
+                    answer = self._send(builder.chunk_queries(chunk)[1], builder, at)
+                    run.usage_series.add(USAGE)
+                elif query.kind == "usage":
+                    run.usage_series.add(USAGE_RULE if rule else USAGE)
+                run.collect(answer)
         owners = ksm.owners(replicaset_owners or {})
-        workloads, unowned = assemble(tables, ksm, owners, resolution, self.config.cfs_period_us)
+        workloads, unowned = assemble(
+            run.tables, ksm, owners, resolution, self.config.cfs_period_us
+        )
         missing, optional = ksm.series_report()
         return run.result(workloads, missing, optional, len(chunks), unowned)
+
+
+Answer = QueryAnswer | RangeAnswer[_Reduced]
+
+
+class _Pool(ThreadPoolExecutor):
+    """The fetch's workers: at most ``concurrency`` queries in flight; on an error the
+    queries not started yet are cancelled rather than sent."""
+
+    def __init__(self, concurrency: int) -> None:
+        super().__init__(max_workers=concurrency, thread_name_prefix="prometheus-query")
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.shutdown(wait=True, cancel_futures=exc_type is not None)
