@@ -201,6 +201,31 @@ class PrometheusSource(PrometheusClient):
             query.promql, start, end, builder.resolution.step_seconds, reduce, name=query.name
         )
 
+    def _fill_rule_gaps(
+        self, run: _Fetch, builder: QueryBuilder, pool: _Pool, estimate: Mapping[str, int]
+    ) -> None:
+        """Usage from the raw counter for the containers the rule did not record.
+
+        A container with RSS but no usage from the rule (a namespace the rule leaves out,
+        a pod its join drops) is read from ``container_cpu_usage_seconds_total``: one
+        more query per chunk of the namespaces concerned, only when there are any.
+        """
+        usage = run.tables["count"]
+        gaps = {key for key in run.tables["rss_count"] if key not in usage}
+        if not gaps:
+            return
+        namespaces = {key[0]: estimate.get(key[0], 1) for key in gaps}
+        queries = [
+            next(q for q in builder.chunk_queries(chunk) if q.kind == "usage")
+            for chunk in plan_chunks(namespaces, self.config.max_series_per_query)
+        ]
+        for future in [pool.submit(self._send, q, builder, run.at) for q in queries]:
+            answer = future.result()
+            assert isinstance(answer, RangeAnswer)
+            rows = tuple(row for row in answer.rows if _key_of(row[0]) in gaps)
+            run.collect(RangeAnswer(rows, answer.warnings, answer.stats, answer.requests))
+        run.usage_series.add(USAGE)
+
     def fetch(
         self,
         window: str | int,
@@ -249,21 +274,17 @@ class PrometheusSource(PrometheusClient):
                 chunks = list(plan_chunks(estimate, self.config.max_series_per_query))
             rule = builder.uses_rule(ksm.present)
             sent = [
-                (chunk, query, pool.submit(self._send, query, builder, at))
+                pool.submit(self._send, query, builder, at)
                 for chunk in chunks
                 for query in builder.chunk_queries(chunk, rule)
             ]
-            for chunk, query, future in sent:
-                answer = future.result()
-                if query.kind == "usage" and rule and not answer.rows:
-                    # The rule does not cover this chunk (not recorded for these
-                    # namespaces, or under other labels): the raw counter does.
-                    run.record(answer)
-                    answer = self._send(builder.chunk_queries(chunk)[1], builder, at)
-                    run.usage_series.add(USAGE)
-                elif query.kind == "usage":
-                    run.usage_series.add(USAGE_RULE if rule else USAGE)
-                run.collect(answer)
+            for future in sent:
+                run.collect(future.result())
+            if rule:
+                run.usage_series.add(USAGE_RULE)
+                self._fill_rule_gaps(run, builder, pool, estimate)
+            else:
+                run.usage_series.add(USAGE)
         owners = ksm.owners(replicaset_owners or {})
         workloads, unowned = assemble(
             run.tables, ksm, owners, resolution, self.config.cfs_period_us
@@ -273,6 +294,10 @@ class PrometheusSource(PrometheusClient):
 
 
 Answer = QueryAnswer | RangeAnswer[_Reduced]
+
+
+def _key_of(labels: Mapping[str, str]) -> tuple[str, str, str]:
+    return (labels.get("namespace", ""), labels.get("pod", ""), labels.get("container", ""))
 
 
 class _Pool(ThreadPoolExecutor):
