@@ -86,7 +86,7 @@ def _series(data: Data, promql: str, shift: float = 0.0) -> dict[tuple[str, ...]
         answer = source.query_range(
             promql, START_S - shift, END_S - shift, 300, lambda _, points: points
         )
-    return {(l["namespace"], l["pod"], l["container"]): v for l, v in answer.rows}
+    return {(m["namespace"], m["pod"], m["container"]): v for m, v in answer.rows}
 
 
 def test_at_each_step_the_rule_is_the_5m_rate_of_its_last_evaluation(data: Data) -> None:
