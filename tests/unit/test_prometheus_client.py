@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import ssl
+import subprocess
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -71,7 +76,9 @@ class FakePrometheus:
 def fake() -> Iterator[Callable[[Callable[[int, Seen], Answer]], FakePrometheus]]:
     servers: list[ThreadingHTTPServer] = []
 
-    def start(script: Callable[[int, Seen], Answer]) -> FakePrometheus:
+    def start(
+        script: Callable[[int, Seen], Answer], cert: tuple[Path, Path] | None = None
+    ) -> FakePrometheus:
         state = FakePrometheus(script)
 
         class Handler(BaseHTTPRequestHandler):
@@ -101,9 +108,14 @@ def fake() -> Iterator[Callable[[Callable[[int, Seen], Answer]], FakePrometheus]
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
+        if cert is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*cert)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         servers.append(server)
-        state.url = f"http://127.0.0.1:{server.server_address[1]}"
+        scheme = "http" if cert is None else "https"
+        state.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
         return state
 
     yield start
@@ -259,3 +271,28 @@ def test_malformed_vector_is_an_error(fake: Any) -> None:
     server = fake(lambda i, s: Answer(body=json.dumps(body)))
     with source(server.url) as src, pytest.raises(PrometheusError, match="vector"):
         src.query("up[5m]", 1700000000)
+
+
+def test_an_unverified_server_is_warned_about_once_not_per_request(
+    fake: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = fake(lambda i, s: vector([]), cert=(cert, key))
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        caplog.at_level(logging.WARNING, logger="unthrottle"),
+    ):
+        warnings.simplefilter("always")  # as urllib3 sets for its security warnings
+        for _ in range(2):
+            with source(server.url, insecure_skip_verify=True) as src:
+                for _ in range(3):
+                    assert src.query("up", 1700000000).rows == ()
+    assert len(server.seen) == 6
+    assert [str(w.message) for w in caught] == []
+    said = [r.getMessage() for r in caplog.records if "not verified" in r.getMessage()]
+    assert said == [f"TLS certificates of {server.url} are not verified (as configured)"]

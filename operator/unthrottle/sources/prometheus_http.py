@@ -55,6 +55,7 @@ from urllib3.util.retry import Retry
 
 from unthrottle.sources.prometheus_config import PrometheusConfig
 from unthrottle.sources.prometheus_stream import ResultStream
+from unthrottle.sources.tls import unverified
 
 __all__ = [
     "NamesAnswer",
@@ -155,6 +156,8 @@ class PrometheusClient:
         self._secrets = tuple(
             s for s in (config.bearer_token, config.password, urlsplit(config.url).password) if s
         )
+        if config.insecure_skip_verify:
+            unverified(self.url)
         self._clients: list[PrometheusConnect] = []
         self._idle: queue.SimpleQueue[requests.Session] = queue.SimpleQueue()
         self._idle.put(self._new_session())
