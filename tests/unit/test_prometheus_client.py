@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import ssl
+import subprocess
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -48,6 +53,15 @@ def vector(rows: list[tuple[dict[str, str], str]], **extra: Any) -> Answer:
     return Answer(body=json.dumps(body))
 
 
+def matrix(series: list[tuple[dict[str, str], list[str]]], **extra: Any) -> Answer:
+    result = [
+        {"metric": labels, "values": [[1700000000 + 30 * i, v] for i, v in enumerate(values)]}
+        for labels, values in series
+    ]
+    body = {"status": "success", "data": {"resultType": "matrix", "result": result}, **extra}
+    return Answer(body=json.dumps(body))
+
+
 def error(status: int, error_type: str, message: str) -> Answer:
     body = {"status": "error", "errorType": error_type, "error": message}
     return Answer(status=status, body=json.dumps(body))
@@ -64,7 +78,9 @@ class FakePrometheus:
 def fake() -> Iterator[Callable[[Callable[[int, Seen], Answer]], FakePrometheus]]:
     servers: list[ThreadingHTTPServer] = []
 
-    def start(script: Callable[[int, Seen], Answer]) -> FakePrometheus:
+    def start(
+        script: Callable[[int, Seen], Answer], cert: tuple[Path, Path] | None = None
+    ) -> FakePrometheus:
         state = FakePrometheus(script)
 
         class Handler(BaseHTTPRequestHandler):
@@ -95,9 +111,14 @@ def fake() -> Iterator[Callable[[Callable[[int, Seen], Answer]], FakePrometheus]
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
+        if cert is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*cert)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         servers.append(server)
-        state.url = f"http://127.0.0.1:{server.server_address[1]}"
+        scheme = "http" if cert is None else "https"
+        state.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
         return state
 
     yield start
@@ -250,13 +271,18 @@ def test_partial_answers_and_bad_values(fake: Any) -> None:
         if seen.path.startswith("/api/v1/label/__name__/values?"):
             names = {"status": "success", "data": [], "warnings": ["store eu-1 unavailable"]}
             return Answer(body=json.dumps(names))
+        if seen.path == "/api/v1/query_range":
+            points = ["NaN", "+Inf", "-1", "0.5"]
+            labels = {"namespace": "a", "pod": "p", "container": "c"}
+            return matrix([(labels, points)], warnings=["store eu-1 unavailable"])
         return vector(rows, warnings=["store eu-1 unavailable"])
 
     server = fake(answer)
     with source(server.url) as src:
         result = src.fetch("1h", end=1700000000)
-    assert result.queries == 7 == len(server.seen)
-    assert result.dropped_values == 3 * 6
+    assert result.queries == 5 == len(server.seen)
+    # Three bad rows in each of two instant answers, three bad points in each of two series.
+    assert result.dropped_values == 3 * 2 + 3 * 2
     assert result.partial
     assert all("store eu-1 unavailable" in w for w in result.warnings)
     assert result.workloads == ()
@@ -266,10 +292,7 @@ def test_partial_answers_and_bad_values(fake: Any) -> None:
 def test_unusable_values_are_named_by_their_series_not_missing(fake: Any) -> None:
     labels = {"namespace": "a", "pod": "p", "container": "c"}
     rows = [
-        ({"unthrottle_stat": "p50", **labels}, "NaN"),
-        ({"unthrottle_stat": "p95", **labels}, "+Inf"),
-        ({"unthrottle_stat": "max", **labels}, "-Inf"),
-        ({"unthrottle_stat": "rss_max", **labels}, "-1"),
+        ({"unthrottle_stat": "periods", **labels}, "-1"),
         ({"unthrottle_stat": "rss_slope", **labels}, "-5"),  # a slope may be negative
     ]
 
@@ -277,18 +300,22 @@ def test_unusable_values_are_named_by_their_series_not_missing(fake: Any) -> Non
         if seen.path.startswith("/api/v1/label/__name__/values?"):
             names = {"status": "success", "data": list(REQUIRED_SERIES)}
             return Answer(body=json.dumps(names))
+        if seen.path == "/api/v1/query_range":  # usage rates, then RSS
+            return matrix([(labels, ["NaN", "+Inf", "-1", "0.5"])])
         return vector(rows)
 
     server = fake(answer)
     with source(server.url) as src:
         result = src.fetch("1h", end=1700000000)
     assert result.missing_series == frozenset()
-    # Six answers carry the rows: ksm, counters, three of usage, memory.
+    # Two instant answers (ksm, counters) carry the negative periods; each range series
+    # has three unusable points.
     assert result.unusable_series == {
-        "container_cpu_usage_seconds_total": 3 * 6,
-        "container_memory_rss": 6,
+        "container_cpu_cfs_periods_total": 2,
+        "container_cpu_usage_seconds_total": 3,
+        "container_memory_rss": 3,
     }
-    assert result.dropped_values == 4 * 6
+    assert result.dropped_values == 2 + 3 + 3
 
 
 def test_series_names_are_asked_of_the_index_in_one_request(fake: Any) -> None:
@@ -315,3 +342,28 @@ def test_malformed_vector_is_an_error(fake: Any) -> None:
     server = fake(lambda i, s: Answer(body=json.dumps(body)))
     with source(server.url) as src, pytest.raises(PrometheusError, match="vector"):
         src.query("up[5m]", 1700000000)
+
+
+def test_an_unverified_server_is_warned_about_once_not_per_request(
+    fake: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = fake(lambda i, s: vector([]), cert=(cert, key))
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        caplog.at_level(logging.WARNING, logger="unthrottle"),
+    ):
+        warnings.simplefilter("always")  # as urllib3 sets for its security warnings
+        for _ in range(2):
+            with source(server.url, insecure_skip_verify=True) as src:
+                for _ in range(3):
+                    assert src.query("up", 1700000000).rows == ()
+    assert len(server.seen) == 6
+    assert [str(w.message) for w in caught] == []
+    said = [r.getMessage() for r in caplog.records if "not verified" in r.getMessage()]
+    assert said == [f"TLS certificates of {server.url} are not verified (as configured)"]

@@ -149,6 +149,13 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per query")
     parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="queries in flight at once (1-32; default the policy's prometheus.concurrency, 4)",
+    )
+    parser.add_argument(
         "--at",
         type=float,
         default=None,
@@ -238,6 +245,7 @@ def _config(args: argparse.Namespace, policy: ThrottlePolicySpec) -> PrometheusC
         insecure_skip_verify=args.insecure_skip_verify,
         timeout_seconds=args.timeout,
         extra_matchers=_matchers(args.match),
+        concurrency=args.concurrency,
     )
 
 
@@ -329,6 +337,7 @@ def report_document(rows: list[ReportRow], fetched: FetchResult, url: str) -> di
         "window": fetched.resolution.window,
         "step": fetched.resolution.step,
         "queries": fetched.queries,
+        "usageSeries": list(fetched.usage_series),
         "optionalSeries": sorted(fetched.optional_series),
         "partial": fetched.partial,
         "workloads": workloads,

@@ -196,6 +196,7 @@ class PrometheusPolicy(ApiModel):
     ca_bundle_secret_ref: SecretKeyRef | None = None
     insecure_skip_verify: bool = False
     timeout: DurationMs = Field(default=parse_duration_ms("30s"), ge=1000)
+    concurrency: int = Field(default=4, ge=1, le=32)
 
     @model_validator(mode="after")
     def _one_auth(self) -> Self:

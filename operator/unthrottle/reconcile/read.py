@@ -59,6 +59,7 @@ def prometheus_config(
     insecure_skip_verify: bool | None = None,
     timeout_seconds: float | None = None,
     extra_matchers: Mapping[str, str] | None = None,
+    concurrency: int | None = None,
 ) -> PrometheusConfig:
     """How to read Prometheus for a policy: its matchers, CFS period, TLS and timeout, with
     the credentials and overrides of the caller (the operator's Secrets, the CLI's flags)."""
@@ -75,6 +76,7 @@ def prometheus_config(
         timeout_seconds=p.timeout / 1000 if timeout_seconds is None else timeout_seconds,
         extra_matchers={**p.match_labels, **(extra_matchers or {})},
         cfs_period_us=spec.cpu.cfs_period * 1000,
+        concurrency=p.concurrency if concurrency is None else concurrency,
     )
 
 

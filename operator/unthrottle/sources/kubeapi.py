@@ -21,6 +21,8 @@ from typing import Any
 import requests
 from kubernetes import client, config
 
+from unthrottle.sources.tls import unverified
+
 __all__ = [
     "MERGE_PATCH",
     "STRATEGIC_MERGE_PATCH",
@@ -57,6 +59,8 @@ class KubeApi:
         if configuration.cert_file and configuration.key_file:
             self._cert = (configuration.cert_file, configuration.key_file)
         self.host = configuration.host.rstrip("/")
+        if self._verify is False:
+            unverified(self.host)
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None) -> KubeApi:
