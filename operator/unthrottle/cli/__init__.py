@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from unthrottle import __version__
-from unthrottle.cli import demo, recommend, report, run
+from unthrottle.cli import agent, demo, recommend, report, run
 
 __all__ = ["main"]
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.register(commands)
     report.register(commands)
     run.register(commands)
+    agent.register(commands)
     demo.register(commands)
     return parser
 
