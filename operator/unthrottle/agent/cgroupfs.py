@@ -127,7 +127,7 @@ class CgroupFs:
 
     def burst_supported(self, relative: PurePosixPath) -> bool:
         """Whether the kernel has the burst file in this cgroup."""
-        return (self.path(relative) / self.files.burst).is_file()
+        return (self.path(relative) / self.files.burst).exists()
 
     def quota(self, relative: PurePosixPath) -> Quota | None:
         """The cgroup's quota (None: unlimited); OSError/ValueError when unreadable."""
