@@ -35,6 +35,7 @@ EXPECTED_RULES: dict[tuple[str, str], frozenset[str]] = {
     ("unthrottle.dev", "throttlerecommendations/status"): frozenset({"get", "patch"}),
     ("apps", "deployments"): frozenset({"get", "list", "watch", "patch"}),
     ("apps", "replicasets"): frozenset({"get", "list"}),
+    ("", "pods"): frozenset({"list"}),
     ("", "namespaces"): frozenset({"get", "list", "watch"}),
     ("", "nodes"): frozenset({"list"}),
     ("", "events"): frozenset({"create", "patch"}),

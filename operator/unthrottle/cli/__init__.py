@@ -20,6 +20,7 @@ COMMANDS = {
     "recommend": "unthrottle.cli.recommend",
     "report": "unthrottle.cli.report",
     "run": "unthrottle.cli.run",
+    "agent": "unthrottle.cli.agent",
     "demo": "unthrottle.cli.demo",
 }
 

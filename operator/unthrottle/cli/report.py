@@ -459,6 +459,7 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = _progress) -
                     namespaces, selector, policy.web_concurrency.env_name
                 )
                 owners = kube.replicaset_owners(namespaces)
+                deployments = kube.with_applied_bursts(deployments, owners)
             finally:
                 kube.close()
         except KubernetesError as exc:

@@ -11,6 +11,8 @@ from typing import Final
 __all__ = [
     "AUTO_PATCH_LABEL",
     "BURST_ANNOTATION",
+    "BURST_APPLIED_ANNOTATION",
+    "BURST_REASON_ANNOTATION",
     "GROUP",
     "IGNORE_ANNOTATION",
     "LAST_PATCHED_ANNOTATION",
@@ -42,6 +44,11 @@ ROLLBACK_ANNOTATION: Final = "unthrottle.dev/rollback"  # "true": restore previo
 
 # Pod-template annotation: the CFS burst (µs) for a node agent to apply.
 BURST_ANNOTATION: Final = "unthrottle.dev/cpu-burst-us"
+# Pod annotations the node agent (``unthrottle agent``) writes, one or the other: the
+# burst (µs) the kernel holds once every running container with a CPU limit has its own
+# (min(requested, the container's quota); the largest is shown), or why not ("Reason: ...").
+BURST_APPLIED_ANNOTATION: Final = "unthrottle.dev/cpu-burst-applied"
+BURST_REASON_ANNOTATION: Final = "unthrottle.dev/cpu-burst-reason"
 
 # Never in scope by default (docs/policy-reference.md): the control plane's own namespaces.
 SYSTEM_NAMESPACES: Final = frozenset({"kube-system", "kube-public", "kube-node-lease"})

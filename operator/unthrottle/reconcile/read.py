@@ -5,8 +5,9 @@ Every read a pass makes is here, so what a pass costs the API server and Prometh
 seen in one place: namespaces (one list), Deployments (one list per namespace in scope),
 ThrottlePolicies (one list, for precedence), nodes (one list, for the largest), HPAs (per
 AutoPatch namespace), this policy's ThrottleRecommendations (one list), ReplicaSets (per
-namespace, to map pods), and the Prometheus fetch (a fixed number of queries for the whole
-scope). Nothing here decides.
+namespace, to map pods), pods and their ReplicaSets again (per namespace holding a
+Deployment with the burst annotation: the burst the node agent reports applied), and the
+Prometheus fetch (a fixed number of queries for the whole scope). Nothing here decides.
 """
 
 from __future__ import annotations
@@ -148,11 +149,12 @@ def read_cluster(
     labels = kube.namespace_labels()
     base = ClusterSnapshot(bounds=bounds, namespace_labels=labels)
     namespaces = policy_namespaces(policy, base)
-    candidates = tuple(
+    selected = [
         d
         for d in kube.deployments(namespaces, "", spec.web_concurrency.env_name)
         if spec.selector.matches(d.labels)
-    )
+    ]
+    candidates = tuple(kube.with_applied_bursts(selected))
     snapshot = ClusterSnapshot(
         bounds=bounds,
         namespace_labels=labels,

@@ -30,6 +30,7 @@ Facts the e2e tests build on (sandbox, Kubernetes 1.20):
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -405,7 +406,6 @@ class KubeSandbox:
 
     def _create_service_account_kubeconfig(self) -> Path:
         """Attached mode: the operator's ServiceAccount, a token for it, a kubeconfig."""
-        assert self.workdir is not None
         self.apply_manifest(
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}}
         )
@@ -416,35 +416,52 @@ class KubeSandbox:
                 "metadata": {"name": OPERATOR_SERVICE_ACCOUNT, "namespace": OPERATOR_NAMESPACE},
             }
         )
-        done = self.kubectl(
-            "create",
-            "token",
-            OPERATOR_SERVICE_ACCOUNT,
-            "-n",
-            OPERATOR_NAMESPACE,
-            "--duration=24h",
-            check=False,
+        return self.service_account_kubeconfig(
+            OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, "operator"
         )
-        if done.returncode != 0:
+
+    def _service_account_token(self, namespace: str, name: str) -> str:
+        done = self.kubectl("create", "token", name, "-n", namespace, "--duration=24h", check=False)
+        if done.returncode == 0:
+            return done.stdout.strip()
+
+        # Kubernetes < 1.24 (the sandbox's 1.20) has no `create token`: the token
+        # controller puts one in a Secret named by the ServiceAccount.
+        def secret_token() -> str | None:
+            account = self.get("serviceaccount", name, namespace) or {}
+            for ref in account.get("secrets") or []:
+                secret = self.get("secret", ref["name"], namespace) or {}
+                token = (secret.get("data") or {}).get("token")
+                if token:
+                    return base64.b64decode(token).decode()
+            return None
+
+        try:
+            return wait_for(secret_token, timeout=30, what=f"a token for {namespace}/{name}")
+        except KubeSandboxError as exc:
             raise KubeSandboxError(
-                "cannot make a token for the operator's ServiceAccount (`kubectl create "
-                f"token` needs Kubernetes >= 1.24): {done.stderr.strip()}; set "
-                "UNTHROTTLE_E2E_OPERATOR_KUBECONFIG instead"
-            )
+                f"cannot make a token for ServiceAccount {namespace}/{name} (`kubectl create "
+                f"token`: {done.stderr.strip()}; no token Secret either: {exc}); set "
+                "UNTHROTTLE_E2E_OPERATOR_KUBECONFIG for the operator's"
+            ) from exc
+
+    def service_account_kubeconfig(self, namespace: str, name: str, label: str) -> Path:
+        """A kubeconfig authenticating as an existing ServiceAccount (RBAC applies), in
+        ``workdir/kubeconfig-<label>``."""
+        assert self.workdir is not None
+        token = self._service_account_token(namespace, name)
         config = self.kubectl_json("config", "view", "--minify", "--raw", "-o", "json")
         cluster = config["clusters"][0]
-        user = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}"
-        operator_config = {
+        user = f"system:serviceaccount:{namespace}:{name}"
+        kubeconfig = {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [cluster],
-            "users": [{"name": user, "user": {"token": done.stdout.strip()}}],
-            "contexts": [
-                {"name": "operator", "context": {"cluster": cluster["name"], "user": user}}
-            ],
-            "current-context": "operator",
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": label, "context": {"cluster": cluster["name"], "user": user}}],
+            "current-context": label,
         }
-        path = self.workdir / "kubeconfig-operator"
-        path.write_text(json.dumps(operator_config, indent=2))
+        path = self.workdir / f"kubeconfig-{label}"
+        path.write_text(json.dumps(kubeconfig, indent=2))
         path.chmod(0o600)
         return path

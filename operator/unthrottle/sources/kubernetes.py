@@ -3,8 +3,10 @@
 This module owns reading the cluster for a report or a reconcile: which namespaces and
 Deployments a selector covers, each container's resources and where its WEB_CONCURRENCY
 comes from (a literal, or the downward API's ``limits.cpu``/``requests.cpu``), the burst
-annotation of the pod template, and which Deployment owns each ReplicaSet (so pods map to
-Deployments even where kube-state-metrics' ``kube_replicaset_owner`` is missing). API
+annotation of the pod template and the burst the node agent reports applied on its pods,
+and which Deployment owns each ReplicaSet (so pods map to Deployments even where
+kube-state-metrics' ``kube_replicaset_owner`` is missing). It also serves the node agent:
+the pods of one node, and the agent's report annotations on them. API
 objects are turned into plain dictionaries at the edge and parsed by pure functions
 (:func:`deployment_info`), which the unit tests exercise without a cluster.
 """
@@ -15,7 +17,13 @@ import base64
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from unthrottle.model.names import BURST_ANNOTATION, GROUP, POLICY_LABEL, VERSION
+from unthrottle.model.names import (
+    BURST_ANNOTATION,
+    BURST_APPLIED_ANNOTATION,
+    GROUP,
+    POLICY_LABEL,
+    VERSION,
+)
 from unthrottle.model.quantity import parse_bytes, parse_millicores
 from unthrottle.model.stats import ContainerResources, WebConcurrencySource
 from unthrottle.model.workload import DeploymentInfo, WorkloadRef
@@ -29,8 +37,10 @@ from unthrottle.sources.kubeapi import (
 __all__ = [
     "KubernetesError",
     "KubernetesSource",
+    "applied_bursts",
     "container_resources",
     "deployment_info",
+    "with_applied_burst",
 ]
 
 
@@ -117,6 +127,49 @@ def deployment_info(deployment: Mapping[str, Any], env_name: str) -> DeploymentI
     )
 
 
+def applied_bursts(
+    pods: Iterable[Mapping[str, Any]], owners: Mapping[tuple[str, str], str]
+) -> dict[tuple[str, str], int]:
+    """(namespace, Deployment) → the burst its running pods report applied (the node
+    agent's ``unthrottle.dev/cpu-burst-applied``): the smallest, and only when every one
+    of its running pods reports one. Pods map to Deployments through their controlling
+    ReplicaSet (``owners``: (namespace, ReplicaSet) → Deployment)."""
+    reports: dict[tuple[str, str], list[int | None]] = {}
+    for pod in pods:
+        metadata = pod.get("metadata") or {}
+        if (pod.get("status") or {}).get("phase") != "Running" or metadata.get("deletionTimestamp"):
+            continue
+        namespace = metadata.get("namespace") or ""
+        replicaset = next(
+            (
+                ref.get("name")
+                for ref in metadata.get("ownerReferences") or []
+                if ref.get("kind") == "ReplicaSet" and ref.get("controller")
+            ),
+            None,
+        )
+        deployment = owners.get((namespace, replicaset or ""))
+        if deployment is None:
+            continue
+        text = str((metadata.get("annotations") or {}).get(BURST_APPLIED_ANNOTATION, ""))
+        value = int(text) if text.strip().isdigit() else None
+        reports.setdefault((namespace, deployment), []).append(value)
+    return {
+        key: min(v for v in values if v is not None)
+        for key, values in reports.items()
+        if all(v is not None for v in values)
+    }
+
+
+def with_applied_burst(deployment: DeploymentInfo, burst_us: int | None) -> DeploymentInfo:
+    """The Deployment with the applied burst on each container that has a CPU limit."""
+    containers = tuple(
+        c.model_copy(update={"cpu_burst_applied_us": burst_us if c.cpu_limit else None})
+        for c in deployment.containers
+    )
+    return deployment.model_copy(update={"containers": containers})
+
+
 class KubernetesSource:
     """Reads and writes the cluster for unthrottle (synchronous; call it off the event loop)."""
 
@@ -132,9 +185,11 @@ class KubernetesSource:
 
     # --- reading ---------------------------------------------------------------------
 
-    def _items(self, path: str, selector: str = "") -> list[dict[str, Any]]:
-        params = {"labelSelector": selector} if selector else None
-        items: list[dict[str, Any]] = self.api.get(path, params).get("items") or []
+    def _items(self, path: str, selector: str = "", fields: str = "") -> list[dict[str, Any]]:
+        params = {"labelSelector": selector} if selector else {}
+        if fields:
+            params["fieldSelector"] = fields
+        items: list[dict[str, Any]] = self.api.get(path, params or None).get("items") or []
         return items
 
     def namespace_labels(self) -> dict[str, dict[str, str]]:
@@ -226,6 +281,38 @@ class KubernetesSource:
                     scaled.add((namespace, target["name"]))
         return scaled
 
+    def node_pods(self, node: str) -> list[dict[str, Any]]:
+        """Every pod bound to ``node``: the API server filters (``spec.nodeName``)."""
+        return self._items("/api/v1/pods", fields=f"spec.nodeName={node}")
+
+    def with_applied_bursts(
+        self,
+        deployments: Iterable[DeploymentInfo],
+        owners: Mapping[tuple[str, str], str] | None = None,
+    ) -> list[DeploymentInfo]:
+        """The Deployments with the burst their pods report applied (:func:`applied_bursts`).
+
+        Pods are read only in the namespaces of Deployments whose template carries the
+        burst annotation (no annotation, nothing for an agent to apply): one list of the
+        Deployments' pods (``pod-template-hash``) per namespace, and the ReplicaSets there
+        unless ``owners`` are given.
+        """
+        found = list(deployments)
+        namespaces = sorted(
+            {d.ref.namespace for d in found if BURST_ANNOTATION in d.template_annotations}
+        )
+        if not namespaces:
+            return found
+        if owners is None:
+            owners = self.replicaset_owners(namespaces)
+        pods = [
+            item
+            for namespace in namespaces
+            for item in self._items(f"/api/v1/namespaces/{namespace}/pods", "pod-template-hash")
+        ]
+        applied = applied_bursts(pods, owners)
+        return [with_applied_burst(d, applied.get((d.ref.namespace, d.ref.name))) for d in found]
+
     def policies(self) -> list[dict[str, Any]]:
         """Every ThrottlePolicy, as the API server returns it."""
         return self._items(f"/apis/{GROUP}/{VERSION}/throttlepolicies")
@@ -274,6 +361,13 @@ class KubernetesSource:
     def annotate_deployment(self, ref: WorkloadRef, annotations: Mapping[str, str | None]) -> None:
         """A merge patch of metadata.annotations only (None removes one)."""
         path = f"/apis/apps/v1/namespaces/{ref.namespace}/deployments/{ref.name}"
+        self.api.patch(path, {"metadata": {"annotations": dict(annotations)}}, MERGE_PATCH)
+
+    def annotate_pod(
+        self, namespace: str, name: str, annotations: Mapping[str, str | None]
+    ) -> None:
+        """A merge patch of a pod's metadata.annotations only (None removes one)."""
+        path = f"/api/v1/namespaces/{namespace}/pods/{name}"
         self.api.patch(path, {"metadata": {"annotations": dict(annotations)}}, MERGE_PATCH)
 
     def upsert_recommendation(
