@@ -1,4 +1,6 @@
-# The unthrottle operator image: `unthrottle run -A` as a non-root user.
+# The unthrottle image: the operator (`unthrottle run -A`, the default command, as a
+# non-root user) and the burst node agent (`unthrottle agent`: manifests/agent/daemonset.yaml
+# runs the same image with that command, as uid 0 without capabilities, to write cgroup files).
 #
 #   docker build -t ghcr.io/unthrottle/unthrottle:0.1.0 .
 #

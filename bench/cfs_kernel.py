@@ -361,6 +361,11 @@ def fit(run: KernelRun, limit_m: int, with_seconds: bool) -> DemandEstimate:
     Usage percentiles are all set to the mean usage: the fit uses only the mean (with the
     throttled-period ratio, the active-period ratio and, if given, throttled seconds).
     """
+    return estimate_demand(cpu_stats(run, with_seconds), limit_m)
+
+
+def cpu_stats(run: KernelRun, with_seconds: bool) -> CpuStats:
+    """One run's counters as the engine's CPU statistics (every percentile the mean)."""
     window_us = run.wall_us + PERIOD_US  # the trailing period the timer counts
     usage = run.usage_us / window_us
     cores = {"p50": usage, "p95": usage, "p99": usage, "max": usage, "mean": usage}
@@ -374,7 +379,7 @@ def fit(run: KernelRun, limit_m: int, with_seconds: bool) -> DemandEstimate:
     }
     if with_seconds:
         document["throttledSecondsPerSecond"] = run.throttled_us / window_us
-    return estimate_demand(CpuStats.model_validate(document), limit_m)
+    return CpuStats.model_validate(document)
 
 
 def _throttled(runs: Sequence[KernelRun]) -> bool:

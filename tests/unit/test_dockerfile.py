@@ -3,7 +3,8 @@
 What matters for the image: every base pinned to an exact Python release (no ``latest``,
 no floating ``3.11-slim``), a build from this repository's package (pyproject.toml and
 operator/) installed with pip from the built wheel, a numeric non-root user that matches
-the Deployment's ``runAsUser``, and ``unthrottle run -A`` as entrypoint and command.
+the Deployment's ``runAsUser``, and ``unthrottle run -A`` as entrypoint and command (the
+agent's DaemonSet runs the same image with ``unthrottle agent``).
 """
 
 from __future__ import annotations
@@ -153,6 +154,16 @@ def test_entrypoint_is_the_console_script_running_the_operator() -> None:
     scripts = _pyproject()["project"]
     assert isinstance(scripts, dict)
     assert "unthrottle" in scripts["scripts"]
+
+
+def test_the_same_image_runs_the_node_agent() -> None:
+    # manifests/agent's DaemonSet: the operator's image, the console script, `agent`.
+    daemonset = yaml.safe_load((ROOT / "manifests" / "agent" / "daemonset.yaml").read_text())
+    deployment = yaml.safe_load((ROOT / "manifests" / "deployment.yaml").read_text())
+    (agent,) = daemonset["spec"]["template"]["spec"]["containers"]
+    (operator,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert agent["image"] == operator["image"]
+    assert agent["command"][:2] == ["unthrottle", "agent"]
 
 
 def test_python_environment() -> None:
