@@ -523,3 +523,19 @@ def test_unusable_values_are_named_not_reported_as_missing_series() -> None:
     plan = plan_pass(policy(), ClusterSnapshot(**{**vars(shot), "metrics": missing}), NOW)
     (result,) = [c.result for c in plan.outcomes[0].decision.containers]
     assert result.reason.value == "missing-metrics"
+
+
+def test_the_trec_shows_the_workers_the_downward_api_gives() -> None:
+    body = manifest("shop", "a")
+    container = body["spec"]["template"]["spec"]["containers"][0]
+    container["resources"]["limits"]["cpu"] = "1500m"
+    container["env"] = [
+        {
+            "name": "WEB_CONCURRENCY",
+            "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1"}},
+        }
+    ]
+    plan = plan_pass(policy(), snapshot([body]), NOW)
+    (current,) = [c["current"] for c in plan.workloads[0].trec_status["containers"]]
+    assert current["webConcurrency"] == 2  # limits.cpu 1500m, rounded up by the kubelet
+    assert plan.workloads[0].trec_status["summary"]["workers"].startswith("2")

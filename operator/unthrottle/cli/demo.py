@@ -7,8 +7,12 @@ over-provisioned, healthy, memory growth, OOM-killed, workers above cores); thei
 and kube-state-metrics series, simulated for the pods the controller-manager created,
 backfilled into a real Prometheus on loopback; the operator, running as its own
 ServiceAccount; and a ThrottlePolicy in AutoPatch mode, with one namespace (``shop``)
-labelled for patching. It prints ``kubectl get tp,trec -A`` and what to try next, and
-keeps everything up until Ctrl-C (``--exit`` stops after printing).
+labelled for patching. It prints ``kubectl get tp,trec -A`` after the first pass; then,
+while a pass patched something, it closes the loop: the patched Deployments roll out, the
+window is simulated anew with their new pods running the applied resources for its last
+part (time compressed: :mod:`unthrottle.sandbox.timeline`), and the next pass is printed,
+up to a pass that patches nothing. Then what to try next; everything stays up until
+Ctrl-C (``--exit`` stops after printing).
 
 ``--prometheus-only`` skips the control plane and the operator: the report on the
 simulated series, as ``unthrottle report`` prints it for a real cluster.
@@ -33,13 +37,15 @@ from typing import Any
 
 from unthrottle.cli import report
 from unthrottle.sandbox.kube import ASSETS, KubeSandbox, KubeSandboxError, wait_for
-from unthrottle.sandbox.prometheus import HarnessError, PrometheusServer, free_port
+from unthrottle.sandbox.prometheus import HarnessError, PrometheusServer, backfill, free_port
+from unthrottle.sandbox.timeline import DemoWorkload, settled_ms, write_window
 from unthrottle.sim.openmetrics import write_openmetrics
 from unthrottle.sim.scenarios import Scenario, all_scenarios, deployment_manifest
 
 __all__ = ["register", "run"]
 
 EXIT_SANDBOX = 4
+MAX_PASSES = 3  # the first, and the passes that follow the patches until one patches nothing
 STEP_MS = 30_000
 MS_PER_HOUR = 3_600_000
 PATCHED_NAMESPACE = "shop"
@@ -176,6 +182,83 @@ def try_next(deployment: tuple[str, str], *, kubectl: str, report: str, log: Pat
     )
 
 
+def _patched(kube: KubeSandbox) -> list[tuple[str, str]]:
+    """The Deployments the last pass patched, as (namespace, name)."""
+    trecs = kube.kubectl_json("get", "trec", "-A", "-o", "json")["items"]
+    return sorted(
+        (t["metadata"]["namespace"], t["metadata"]["name"])
+        for t in trecs
+        if ((t.get("status") or {}).get("summary") or {}).get("action") == "Patched"
+    )
+
+
+def _rolled_out(kube: KubeSandbox, namespace: str, name: str) -> list[tuple[str, str]]:
+    """Wait for the Deployment's new template to run in every replica; its (rs, pod) pairs."""
+
+    def done() -> list[tuple[str, str]] | None:
+        kube.mark_pods_ready(namespace)  # no kubelet: the new pods are declared Running
+        d = kube.kubectl_json("get", "deploy", "-n", namespace, name, "-o", "json")
+        status, replicas = d.get("status") or {}, d["spec"].get("replicas", 1)
+        if status.get("observedGeneration") != d["metadata"]["generation"] or any(
+            status.get(key) != replicas
+            for key in ("replicas", "updatedReplicas", "availableReplicas")
+        ):
+            return None
+        pods = kube.kubectl_json("get", "pods", "-n", namespace, "-l", f"app={name}", "-o", "json")
+        running = sorted(
+            (p["metadata"]["ownerReferences"][0]["name"], p["metadata"]["name"])
+            for p in pods["items"]
+            if not p["metadata"].get("deletionTimestamp")
+        )
+        return running if len(running) == replicas else None
+
+    return wait_for(done, timeout=120, what=f"the rollout of {namespace}/{name}")
+
+
+def _close_the_loop(
+    kube: KubeSandbox,
+    workloads: list[DemoWorkload],
+    patched: list[tuple[str, str]],
+    prometheus: PrometheusServer,
+    *,
+    workdir: Path,
+    window_ms: int,
+) -> PrometheusServer:
+    """Roll the patched Deployments out and serve the window as they ran it: Prometheus
+    restarts on the same port over the window simulated anew, ending now."""
+    for workload in workloads:
+        ref = (workload.seed.namespace, workload.seed.deployment)
+        if ref in patched:
+            pods = _rolled_out(kube, *ref)
+            manifest = kube.kubectl_json("get", "deploy", "-n", ref[0], ref[1], "-o", "json")
+            workload.roll_out(manifest, pods)
+    run = workdir / f"window-{len([w for w in workloads if w.patched])}-{time.time_ns()}"
+    run.mkdir(parents=True)
+    end_ms = int(time.time() * 1000) // STEP_MS * STEP_MS
+    files = write_window(run, workloads, end_ms=end_ms, window_ms=window_ms, step_ms=STEP_MS)
+    port = prometheus.port
+    prometheus.stop()
+    restarted = PrometheusServer(run / "prometheus")
+    for path in files:
+        backfill(path, restarted.data_dir)
+    restarted.start(port=port)
+    return restarted
+
+
+def _another_pass(kube: KubeSandbox, number: int) -> None:
+    """Ask for a pass now (a spec change) and wait until its status is written."""
+    body = json.dumps({"spec": {"interval": f"{10 + number}m"}})
+    kube.kubectl("patch", "tp", "demo", "--type", "merge", "-p", body)
+    generation = kube.kubectl_json("get", "tp", "demo", "-o", "json")["metadata"]["generation"]
+
+    def reconciled() -> bool:
+        status = kube.kubectl_json("get", "tp", "demo", "-o", "json").get("status") or {}
+        ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+        return bool(ready) and ready[0].get("observedGeneration") == generation
+
+    wait_for(reconciled, timeout=120, what=f"the operator's pass {number}")
+
+
 def _cluster_demo(args: argparse.Namespace, workdir: Path) -> int:
     scenarios = all_scenarios()
     with ExitStack() as stack:
@@ -224,12 +307,31 @@ def _cluster_demo(args: argparse.Namespace, workdir: Path) -> int:
 
         wait_for(reconciled, timeout=120, what="the operator's first pass")
         print(kube.kubectl("get", "tp,trec", "-A").stdout, flush=True)
+        workloads = [DemoWorkload(s) for s in scenarios]
+        window_ms = args.hours * MS_PER_HOUR
+        ever_patched: list[tuple[str, str]] = []
+        for number in range(2, MAX_PASSES + 1):
+            patched = _patched(kube)
+            if not patched:
+                break
+            ever_patched += patched
+            prometheus = _close_the_loop(
+                kube, workloads, patched, prometheus, workdir=workdir, window_ms=window_ms
+            )
+            stack.callback(prometheus.stop)
+            _say(
+                f"pass {number}: {', '.join(f'{ns}/{n}' for ns, n in patched)} rolled out; "
+                f"time compressed: the new pods ran the last "
+                f"{settled_ms(window_ms, STEP_MS) // 60_000}m of the window"
+            )
+            _another_pass(kube, number)
+            print(kube.kubectl("get", "tp,trec", "-A").stdout, flush=True)
         if args.exit:
             return 0
         trecs = kube.kubectl_json("get", "trec", "-A", "-o", "json")["items"]
         print(
             try_next(
-                patched_first(trecs),
+                ever_patched[0] if ever_patched else patched_first(trecs),
                 kubectl=f"{kube.kubectl_path} --kubeconfig {kube.kubeconfig}",
                 report=f"{unthrottle_command()} report --prometheus-url {prometheus.url} "
                 f"--window {args.hours}h --kubeconfig {kube.kubeconfig}",

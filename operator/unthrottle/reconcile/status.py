@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from unthrottle.engine.guardrails import relative_change
+from unthrottle.engine.workers import current_workers
 from unthrottle.model.policy import Tier
 from unthrottle.model.quantity import (
     format_bytes,
@@ -98,9 +99,11 @@ def ratio_text(value: float) -> str:
 
 
 def current_of(container: ContainerResources) -> ContainerCurrent:
-    return ContainerCurrent.model_validate(
-        container.model_dump(exclude={"name", "web_concurrency_from", "threads"})
-    )
+    """The current values as a trec shows them; workers as the pods get them (the downward
+    API's reading of the limit or request, else the literal count)."""
+    fields = container.model_dump(exclude={"name", "web_concurrency_from", "threads"})
+    fields["web_concurrency"] = current_workers(container)
+    return ContainerCurrent.model_validate(fields)
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,8 @@ def _summary(outcome: WorkloadOutcome, name: str) -> RecommendationSummary:
     ratio = outcome.throttle_ratio(name)
     before = "-" if ratio is None else ratio_text(ratio)
     result = decision.result
+    workers = current_workers(current)
+    workers_now = "-" if workers is None else str(workers)
     if not isinstance(result, Recommendation):
         return RecommendationSummary(
             container=name,
@@ -163,10 +168,9 @@ def _summary(outcome: WorkloadOutcome, name: str) -> RecommendationSummary:
             cpu_request=cpu_text(current.cpu_request),
             cpu_limit=cpu_text(current.cpu_limit),
             memory=memory_text(current.memory_limit),
-            workers="-" if current.web_concurrency is None else str(current.web_concurrency),
+            workers=workers_now,
             action=decision.action,
         )
-    workers_now = "-" if current.web_concurrency is None else str(current.web_concurrency)
     return RecommendationSummary(
         container=name,
         throttle=change(before, ratio_text(result.projected_throttle_ratio)),

@@ -122,14 +122,17 @@ class PrometheusServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> None:
-        """Start and wait for ``/-/ready``; HarnessError with the log's tail if it fails."""
+    def start(self, timeout: float = 60.0, *, port: int | None = None) -> None:
+        """Start and wait for ``/-/ready``; HarnessError with the log's tail if it fails.
+
+        ``port``: listen there (a restarted server keeps its URL), else on a free port.
+        """
         prometheus, _ = require_binaries()
         config = self.workdir / "prometheus.yml"
         config.write_text(_CONFIG)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for attempt in range(3):  # a free port can be taken before Prometheus binds it
-            self.port = free_port()
+            self.port = port or free_port()
             with self.log_path.open("wb") as log:
                 self.process = subprocess.Popen(
                     [
@@ -152,6 +155,8 @@ class PrometheusServer:
                 raise HarnessError(
                     f"prometheus did not become ready on {self.url}; log tail:\n{log_text[-3000:]}"
                 )
+            if port:
+                time.sleep(1.0)  # the port of a server just stopped: let it go
 
     def _wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
