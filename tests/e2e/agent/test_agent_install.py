@@ -32,6 +32,9 @@ from unthrottle.agent.layout import Driver, Runtime
 from unthrottle.engine.recommend import burst_applied
 from unthrottle.model.names import BURST_ANNOTATION, BURST_APPLIED_ANNOTATION
 from unthrottle.model.policy import ThrottlePolicySpec
+from unthrottle.reconcile.read import read_cluster
+from unthrottle.reconcile.scope import OperatorScope
+from unthrottle.reconcile.snapshot import PolicyObject
 from unthrottle.sandbox.kube import KubeSandbox, wait_for
 from unthrottle.sources.kubeapi import KubeApi
 from unthrottle.sources.kubernetes import KubernetesSource
@@ -246,8 +249,9 @@ def test_the_operator_reads_the_applied_burst_of_a_deployments_pods(
     agent_kube: KubernetesSource,
 ) -> None:
     """Deployment → ReplicaSet → pod (the controller manager), bound to a node, Running;
-    the agent applies the template's burst; the operator (its own ServiceAccount and RBAC)
-    reads the report into ``cpu_burst_applied_us``, and the engine counts the burst."""
+    the agent applies the template's burst; the operator's read of a pass (its own
+    ServiceAccount and RBAC) turns the report into ``cpu_burst_applied_us``, and the engine
+    counts the burst."""
     kube.apply(ROOT / "manifests" / "namespace.yaml")
     kube.apply(ROOT / "manifests" / "rbac.yaml")
     namespace, node = pods.namespace, f"node-{uuid.uuid4().hex[:8]}"
@@ -294,18 +298,21 @@ def test_the_operator_reads_the_applied_burst_of_a_deployments_pods(
         quotas={"app": 50_000},
         pod_quota=50_000,
     )
+    policy = PolicyObject(
+        "burst-e2e", 1, ("2026-01-01T00:00:00Z", "burst-e2e"), ThrottlePolicySpec()
+    )
+    assert policy.spec.burst.agent.value == "Detect"
+    bounds = OperatorScope("unthrottle-system", frozenset({namespace}))
     operator = KubernetesSource.from_kubeconfig(str(kube.operator_kubeconfig))
     try:
-        (before,) = operator.with_applied_bursts(operator.deployments([namespace]))
+        (before,) = read_cluster(policy, operator, bounds).deployments
         assert before.containers[0].cpu_burst_applied_us is None  # no agent yet
         run_cycle(agent_kube, AgentConfig(node=node, kubelet_root=kubelet.kubelet_root(node)))
         assert pods.annotations(name)[BURST_APPLIED_ANNOTATION] == "30000"
-        (after,) = operator.with_applied_bursts(operator.deployments([namespace]))
+        (after,) = read_cluster(policy, operator, bounds).deployments
     finally:
         operator.close()
     container = after.containers[0]
     assert container.cpu_burst_applied_us == 30_000
-    policy = ThrottlePolicySpec()
-    assert policy.burst.agent.value == "Detect"
-    assert not burst_applied(before.containers[0], policy)
-    assert burst_applied(container, policy)
+    assert not burst_applied(before.containers[0], policy.spec)
+    assert burst_applied(container, policy.spec)
