@@ -378,7 +378,9 @@ def test_recommend_mode_annotates_and_writes_trec(operator: Operator) -> None:
     assert app["reason"] is None
     assert parse_millicores(app["cpuRequest"]) > 300  # quota-bound at 300m wants more
     assert parse_millicores(app["cpuLimit"]) >= parse_millicores(app["cpuRequest"])
-    assert {"memoryRequest", "memoryLimit", "cpuBurstUs", "projectedThrottleRatio"} <= set(app)
+    assert {"memoryRequest", "memoryLimit", "cpuBurstUs", "webConcurrency"} <= set(app)
+    # What is recommended, not why: the explanation and projection live in the trec.
+    assert not {"explanation", "projectedThrottleRatio"} & set(app)
     assert "quota-bound" in app["diagnosis"]
 
     t = trec(kube, w)
@@ -406,8 +408,12 @@ def test_recommend_mode_annotates_and_writes_trec(operator: Operator) -> None:
     assert f"300m→{app['cpuRequest']}" in row, row
 
     tp = kube.kubectl("get", "tp", "e2e-recommend").stdout.splitlines()
-    assert tp[0].split() == ["NAME", "MODE", "TIER", "WORKLOADS", "THROTTLED", "PATCHED", "AGE"]
-    assert tp[1].split()[:6] == ["e2e-recommend", "Recommend", "production", "1", "1", "0"]
+    header = "NAME MODE TIER READY REASON WORKLOADS THROTTLED PATCHED AGE"
+    assert tp[0].split() == header.split(), tp[0]
+    assert tp[1].split()[:8] == [
+        *("e2e-recommend", "Recommend", "production", "True", "Reconciled"),
+        *("1", "1", "0"),
+    ]
 
     status = policy["status"]
     assert status["observedGeneration"] == policy["metadata"]["generation"]
@@ -573,6 +579,21 @@ def test_invalid_policies_are_rejected_or_reported(operator: Operator) -> None:
     ready = conditions(policy)["Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "InvalidPolicy"), ready
     assert ready["message"] == "spec: window must be at least 5m", ready
+    row = kube.kubectl("get", "tp", "e2e-short-window").stdout.splitlines()[1].split()
+    assert row[3:5] == ["False", "InvalidPolicy"], row
+
+
+def test_prometheus_is_not_called_reachable_before_it_answered(operator: Operator) -> None:
+    # No namespace carries the case label: nothing in scope, nothing asked of Prometheus.
+    url = f"http://127.0.0.1:{free_port()}"  # and nothing would answer there
+    policy = create_policy(
+        operator.kube, policy_manifest("e2e-nothing-asked", "nothing", prometheus={"url": url})
+    )
+    cond = conditions(policy)
+    assert (cond["Ready"]["status"], cond["Ready"]["reason"]) == ("True", "Reconciled"), cond
+    reachable = cond["PrometheusReachable"]
+    assert (reachable["status"], reachable["reason"]) == ("Unknown", "NotQueried"), reachable
+    assert reachable["message"] == "no Deployment in scope: nothing was asked of Prometheus"
 
 
 # --------------------------------------------------------------------------- 6. no Prometheus

@@ -261,7 +261,7 @@ def test_chunking_by_namespace_keeps_every_workload(data: Data) -> None:
         chunked = source.fetch(WINDOW, end=END_S)
     whole = data.fetch()
     assert chunked.chunks > 1
-    assert chunked.queries == 2 + 5 * chunked.chunks
+    assert chunked.queries == 2 + 3 * chunked.chunks
     assert [w.ref for w in chunked.workloads] == [w.ref for w in whole.workloads]
     assert chunked.workloads == whole.workloads
 
@@ -455,7 +455,7 @@ def test_series_are_present_if_they_exist_anywhere_in_the_window(data: Data) -> 
     # set was never there and is missing.
     result = data.fetch("ended")
     assert result.missing_series == {WORKING_SET}
-    assert result.queries == 7
+    assert result.queries == 5
     assert {(w.ref.namespace, w.ref.name) for w in result.workloads} == {
         (s.namespace, s.deployment) for s in all_scenarios()
     }
@@ -491,7 +491,8 @@ def test_unreachable_prometheus_fails_fast_naming_the_url() -> None:
     assert time.monotonic() - started < 10
     assert url in str(caught.value)
     assert "s3cret" not in str(caught.value)
-    assert source.queries_made == 3
+    # The two first queries (kube-state-metrics, presence) go out together, 3 attempts each.
+    assert source.queries_made == 6
     with PrometheusSource(config) as source, pytest.raises(PrometheusError):
         source.build_info()
 

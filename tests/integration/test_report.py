@@ -194,3 +194,78 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "http" in capsys.readouterr().err
     assert main(["report", "--prometheus-url", "http://x", "--window", "3 hours"]) == 2
     assert "duration" in capsys.readouterr().err
+
+
+def test_a_namespace_with_no_workloads_says_so(
+    server: PrometheusServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = report(capsys, server.url, "--match", "cluster=default", "-n", "nowhere")
+    assert code == 0, err
+    assert "no Deployment in scope (namespace nowhere)" in err
+    assert out.startswith("WORKLOAD")
+
+
+def test_a_window_longer_than_the_data_says_so_and_names_a_window_that_fits(
+    server: PrometheusServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Three hours of data read over seven days: no container has the coverage.
+    code, out, err = main_report(capsys, server.url, "--match", "cluster=default")
+    assert code == 0, err
+    assert "8 of 8 containers have too little history for the 7d window" in err
+    assert "insufficient-data" in out
+    # The window it names is one the data covers.
+    window = err.rsplit("--window ", 1)[1].split()[0]
+    assert window in ("2h55m", "3h")
+    code, out, err = main_report(
+        capsys, server.url, "--match", "cluster=default", "--window", window
+    )
+    assert code == 0 and "too little history" not in err
+    assert "insufficient-data" not in out
+
+
+def main_report(capsys: pytest.CaptureFixture[str], url: str, *args: str) -> tuple[int, str, str]:
+    code = main(["report", "--prometheus-url", url, "--at", AT, *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_bad_window_and_policy_are_one_line_naming_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", "--prometheus-url", "http://x", "--window", "3x"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "unthrottle report: --window '3x': not a Prometheus duration of at least 5m, "
+        "e.g. 30m, 6h, 7d\n"
+    )
+    assert main(["report", "--prometheus-url", "http://x", "--window", "1m"]) == 2
+    assert "--window '1m': too short" in capsys.readouterr().err
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "apiVersion: unthrottle.dev/v1alpha1\nkind: ThrottlePolicy\nmetadata: {name: p}\n"
+        "spec:\n  throttleTarge: 0.01\n  cpu: {minRequest: 2, maxRequest: 1}\n"
+    )
+    assert main(["report", "--prometheus-url", "http://x", "--policy", str(policy)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "unknown field: spec.throttleTarge (did you mean throttleTarget?)" in err
+    policy.write_text("spec:\n  throttleTarget: 0.9\n  cpu: {minRequest: 2, maxRequest: 1}\n")
+    assert main(["report", "--prometheus-url", "http://x", "--policy", str(policy)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "spec.throttleTarget: Input should be less than or equal to 0.5" in err
+    assert "spec.cpu: cpu.maxRequest must not be below cpu.minRequest" in err
+    policy.write_text("spec: [1\n")
+    assert main(["report", "--prometheus-url", "http://x", "--policy", str(policy)]) == 2
+    assert "is not JSON or YAML at line 2" in capsys.readouterr().err
+    assert main(["report", "--prometheus-url", "http://x", "--policy", "/nonexistent.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err == "unthrottle report: cannot read /nonexistent.yaml: No such file or directory\n"
+
+
+def test_a_missing_kubeconfig_says_the_file_does_not_exist(
+    server: PrometheusServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = report(capsys, server.url, "--kubeconfig", "/nonexistent/kubeconfig")
+    assert code == 5
+    assert "kubeconfig /nonexistent/kubeconfig does not exist" in err

@@ -155,6 +155,19 @@ def test_applied_burst_counts_in_the_projection(
     assert "with 50ms burst" in fields["explanation"]
 
 
+def test_the_largest_node_caps_the_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 1800m wanted; the biggest node has 1.5 cores (a bare number is cores, as in a manifest).
+    code, out, err = run(tmp_path, capsys, {**EXAMPLE, "nodeAllocatableCpu": 1.5})
+    assert code == 0, err
+    fields = json.loads(out)
+    assert fields["cpuLimit"] == "1500m"
+    assert fields["projectedThrottleRatio"] > EXAMPLE["policy"]["throttleTarget"]
+    assert "capped" in fields["diagnosis"]
+    assert "capped at the largest node's allocatable CPU 1500m" in fields["explanation"]
+
+
 def test_default_output_is_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, default, _ = run(tmp_path, capsys, EXAMPLE)
     _, explicit, _ = run(tmp_path, capsys, EXAMPLE, "--output", "json")
@@ -205,12 +218,23 @@ def test_yaml_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert from_yaml == from_json
 
 
-def test_extra_fields_allowed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    document = example(container={"image": "app:1.2"}, cpu={"note": "from grafana"})
-    document["comment"] = "what-if"
+@pytest.mark.parametrize(
+    ("document", "named"),
+    [
+        (example(policy={"throttleTarge": 0.01}), "policy.throttleTarge (did you mean"),
+        (example(policy={"cpu": {"maxLimt": "2"}}), "policy.cpu.maxLimt (did you mean maxLimit?)"),
+        (example(container={"image": "app:1.2"}), "container.image"),
+        (example(cpu={"usageCores": {"p90": 0.2}}), "cpu.usageCores.p90"),
+        ({**example(), "comment": "what-if"}, "comment"),
+    ],
+)
+def test_unknown_fields_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], document: dict[str, Any], named: str
+) -> None:
     code, out, err = run(tmp_path, capsys, document)
-    assert code == 0, err
-    assert json.loads(out)["cpuRequest"] == "900m"
+    assert code == 2 and out == ""
+    assert "unknown field" in err and named in err
+    assert err.count("\n") == 1
 
 
 @pytest.mark.parametrize("absent", [True, False])
@@ -363,7 +387,7 @@ def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
 @pytest.mark.parametrize(
     "argv",
-    [["recommend"], ["recommend", "--input", "x.json", "--output", "xml"], []],
+    [["recommend"], ["recommend", "--input", "x.json", "--output", "xml"]],
 )
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:

@@ -221,6 +221,8 @@ def test_crd_identity(crd: dict[str, Any], expected: dict[str, Any]) -> None:
             [
                 ("MODE", ".spec.mode", "string"),
                 ("TIER", ".spec.tier", "string"),
+                ("READY", '.status.conditions[?(@.type=="Ready")].status', "string"),
+                ("REASON", '.status.conditions[?(@.type=="Ready")].reason', "string"),
                 ("WORKLOADS", ".status.counts.workloads", "integer"),
                 ("THROTTLED", ".status.counts.throttled", "integer"),
                 ("PATCHED", ".status.counts.patched", "integer"),
@@ -253,8 +255,13 @@ def test_printer_columns(crd: dict[str, Any], columns: list[tuple[str, str, str]
         if name == "AGE":
             continue
         node = schema
-        for part in json_path.strip(".").split("."):
-            node = node["properties"][part]
+        # A filter (conditions[?(@.type=="Ready")]) picks an item of the list it follows.
+        path = re.sub(r'\[\?\(@\.type=="\w+"\)\]', "[]", json_path)
+        for part in path.strip(".").split("."):
+            node = node["properties"][part.removesuffix("[]")]
+            if part.endswith("[]"):
+                assert node["type"] == "array", name
+                node = node["items"]
         assert node["type"] == column_type, name
 
 

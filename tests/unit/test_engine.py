@@ -233,6 +233,20 @@ def test_micro_bursting_projection_counts_burst_only_when_applied() -> None:
     assert "with 50ms burst" in applied.explanation
 
 
+def test_a_throttled_limit_rises_by_a_step_worth_a_rollout() -> None:
+    # 6% throttled at 1 core (τ 5%): the model is content at 1070m, +7%. Measured just
+    # above the target, +10m steps would creep; the limit rises by patch.minChange (10%).
+    s = stats(
+        {"cpuRequest": "1", "cpuLimit": "1"}, {"p50": 0.3, "p95": 0.4, "p99": 0.5, "max": 1.0}, 0.06
+    )
+    r = recommended(s, policy(tier="dev"))
+    assert r.cpu_limit == 1100
+    assert "limit raised to 1070m to meet the throttle target" in r.explanation
+    assert "limit raised 10% above the current 1 core, throttled there" in r.explanation
+    wide = recommended(s, policy(tier="dev", patch={"minChange": 0.25}))
+    assert wide.cpu_limit == 1250
+
+
 def test_without_burst_the_limit_alone_meets_the_target() -> None:
     s = stats(
         {"cpuRequest": "250m", "cpuLimit": "500m"},

@@ -19,6 +19,7 @@ from unthrottle.engine.guardrails import (
     is_worth_rollout,
     relative_change,
     rollout_slots,
+    step,
 )
 from unthrottle.model.policy import HistoryPolicy, PatchPolicy
 from unthrottle.model.recommendation import NoRecommendation, NoRecommendationReason
@@ -186,16 +187,16 @@ def test_is_worth_rollout_min_change(
     ("current", "recommended", "patch", "expected"),
     [
         (300, 1080, {}, 600),  # × maxStepUp 2: 300 × 2 = 600
-        (2000, 100, {}, 1000),  # × maxStepDown 0.5: 2000 × 0.5 = 1000
-        (2000, 90, {}, 1000),  # the docs' example
+        (2000, 100, {}, 500),  # × maxStepDown 0.25: 2000 × 0.25 = 500
+        (2000, 90, {}, 500),  # the docs' example
         (300, 500, {}, 500),  # within [150, 600]: unchanged
-        (300, 150, {}, 150),  # exactly half is allowed
+        (300, 75, {}, 75),  # exactly a quarter is allowed
         (300, 600, {}, 600),  # exactly double is allowed
         (None, 1080, {}, 1080),  # nothing to step from
         (0, 500, {}, 500),  # requests.cpu: 0 is valid; ×2 of 0 would pin it at 1m
         (1000, 5000, {"maxStepUp": 1.5}, 1500),
         (1000, 100, {"maxStepDown": 0.75}, 750),
-        (3, 1, {}, 2),  # 3 × 0.5 = 1.5, rounded up to 2: never below the fraction
+        (3, 1, {"maxStepDown": 0.5}, 2),  # 3 × 0.5 = 1.5, rounded up: never below it
         (5, 100, {}, 10),  # 5 × 2 = 10
         (333, 1000, {"maxStepUp": 1.5}, 499),  # 333 × 1.5 = 499.5, rounded down
         (1, 1, {}, 1),
@@ -206,6 +207,22 @@ def test_apply_step_limit(
     current: int | None, recommended: int, patch: dict[str, Any], expected: int
 ) -> None:
     assert apply_step_limit(current, recommended, PatchPolicy.model_validate(patch)) == expected
+
+
+@pytest.mark.parametrize(
+    ("current", "recommended", "expected"),
+    [
+        (560, 530, 560),  # −5.4% at minChange 10%: noise, kept
+        (100, 90, 100),  # exactly −10%: kept
+        (100, 89, 89),  # −11%: written
+        (500, 560, 560),  # an increase is written whatever its size
+        (500, 505, 505),
+        (2000, 90, 500),  # a big decrease still within the step limit
+        (None, 90, 90),  # nothing to keep
+    ],
+)
+def test_step_keeps_small_decreases(current: int | None, recommended: int, expected: int) -> None:
+    assert step(current, recommended, PatchPolicy()) == expected
 
 
 # --------------------------------------------------------------------------- cooldown, slots

@@ -37,6 +37,7 @@ EXPECTED_RULES: dict[tuple[str, str], frozenset[str]] = {
     ("apps", "replicasets"): frozenset({"get", "list"}),
     ("", "pods"): frozenset({"list"}),
     ("", "namespaces"): frozenset({"get", "list", "watch"}),
+    ("", "nodes"): frozenset({"list"}),
     ("", "events"): frozenset({"create", "patch"}),
     ("events.k8s.io", "events"): frozenset({"create", "patch"}),
     ("autoscaling", "horizontalpodautoscalers"): frozenset({"get", "list"}),

@@ -231,8 +231,8 @@ def test_one_patch_never_cuts_the_request_past_its_step() -> None:
     result = recommend(idle, ThrottlePolicySpec())
     decision = decide(d, {"app": result}, ThrottlePolicySpec(), context())
     applied = decision.containers[0].applied
-    assert applied is not None and applied.cpu_request == 250
-    assert applied.cpu_limit is not None and applied.cpu_limit >= 250
+    assert applied is not None and applied.cpu_request == 125  # 500m × maxStepDown 0.25
+    assert applied.cpu_limit is not None and applied.cpu_limit >= 125
 
 
 def test_insufficient_data_is_never_patched() -> None:

@@ -229,7 +229,27 @@ def test_partial_data_patches_nothing_and_says_so() -> None:
     )
     plan = plan_pass(policy(mode="AutoPatch"), partial, NOW)
     assert patched(plan) == []
-    assert "partial" in plan.status.message
+    assert plan.status.message == (
+        "Prometheus warned the data may be partial (store down); nothing was patched"
+    )
+    reachable = {c.type: c for c in plan.status.conditions}["PrometheusReachable"]
+    assert (reachable.status, reachable.reason, reachable.message) == (
+        "True",
+        "PartialAnswer",
+        "store down",
+    )
+
+
+def test_prometheus_is_reachable_only_once_it_answered() -> None:
+    asked_nothing = ClusterSnapshot(
+        bounds=BOUNDS, metrics=MetricsSnapshot(workloads=(), source="x", answered=False)
+    )
+    plan = plan_pass(policy(), asked_nothing, NOW)
+    reachable = {c.type: c for c in plan.status.conditions}["PrometheusReachable"]
+    assert (reachable.status, reachable.reason) == ("Unknown", "NotQueried")
+    answered = plan_pass(policy(), snapshot([manifest("shop", "a")]), NOW)
+    reachable = {c.type: c for c in answered.status.conditions}["PrometheusReachable"]
+    assert (reachable.status, reachable.reason, reachable.message) == ("True", "Answered", "")
 
 
 def test_an_older_policy_governs_and_the_overlap_is_stated() -> None:
@@ -382,3 +402,124 @@ def test_the_report_and_the_plan_agree_on_every_number() -> None:
         reported = output_fields(row.result)
         for name in ("cpuRequest", "cpuLimit", "memoryLimit", "webConcurrency"):
             assert reported[name] == recommended[name], name
+
+
+def test_the_annotation_holds_values_not_explanations_and_moves_only_beyond_hysteresis() -> None:
+    quiet = policy(burst={"enabled": False})  # patch.minChange 10%
+
+    def annotation_after(throttled: float, annotations: dict[str, str]) -> dict[str, Any] | None:
+        shot = snapshot([manifest("shop", "a", annotations=annotations)], throttled=throttled)
+        return plan_pass(quiet, shot, NOW).workloads[0].annotations
+
+    written = annotation_after(0.6, {})
+    assert written is not None and written[RECOMMENDATION_ANNOTATION] is not None
+    fields = json.loads(written[RECOMMENDATION_ANNOTATION])["containers"]["app"]
+    assert fields["cpuLimit"] == "1080m"
+    assert "explanation" not in fields and "projectedThrottleRatio" not in fields
+    annotated = {RECOMMENDATION_ANNOTATION: written[RECOMMENDATION_ANNOTATION]}
+    # 62% throttled: 1080m → 1100m (+2%) is within the hysteresis; the Deployment is not
+    # written (the trec has the new numbers).
+    assert annotation_after(0.62, annotated) is None
+    # 70% throttled: 1080m → 1280m (+19%) moved beyond it.
+    moved = annotation_after(0.7, annotated)
+    assert moved is not None and moved[RECOMMENDATION_ANNOTATION] is not None
+    assert json.loads(moved[RECOMMENDATION_ANNOTATION])["containers"]["app"]["cpuLimit"] == "1280m"
+
+
+def test_an_annotation_with_explanations_is_written_anew_once() -> None:
+    first = plan_pass(policy(), snapshot([manifest("shop", "a")]), NOW)
+    written = first.workloads[0].annotations
+    assert written is not None and written[RECOMMENDATION_ANNOTATION] is not None
+    document = json.loads(written[RECOMMENDATION_ANNOTATION])
+    document["containers"]["app"]["explanation"] = "an older layout"
+    older = manifest("shop", "a", annotations={RECOMMENDATION_ANNOTATION: json.dumps(document)})
+    again = plan_pass(policy(), snapshot([older]), NOW)
+    assert again.workloads[0].annotations == written
+
+
+def test_a_skip_is_told_once_when_the_first_container_has_no_recommendation() -> None:
+    def two_containers(name: str) -> dict[str, Any]:
+        body = manifest("shop", name)
+        containers = body["spec"]["template"]["spec"]["containers"]
+        containers.insert(0, {**copy.deepcopy(containers[0]), "name": "sidecar"})
+        return body
+
+    def pass_with(previous: dict[tuple[str, str], Any]) -> PassPlan:
+        # Only "app" has series: the sidecar has no recommendation, listed first.
+        return plan_pass(
+            policy(mode="AutoPatch"),
+            snapshot(
+                [two_containers("a"), two_containers("b")], labels=AUTO, recommendations=previous
+            ),
+            NOW,
+        )
+
+    first = pass_with({})
+    waiting = first.workloads[1]
+    assert waiting.trec_status["containers"][0]["name"] == "sidecar"
+    assert [e.reason for e in waiting.events] == ["Skipped"]
+    again = pass_with({("shop", "b"): waiting.trec_status})
+    assert [e.reason for e in again.workloads[1].events] == []
+
+
+def test_the_largest_node_caps_the_limit_and_a_capped_container_is_warned_once() -> None:
+    def one_pass(previous: dict[tuple[str, str], Any]) -> PassPlan:
+        shot = snapshot(
+            [manifest("shop", "a")], labels=AUTO, largest_node_cpu=500, recommendations=previous
+        )
+        return plan_pass(policy(mode="AutoPatch"), shot, NOW)
+
+    first = one_pass({})
+    (workload,) = first.workloads
+    (container,) = workload.trec_status["containers"]
+    # 60% throttled at 300m wants 1080m; no node has more than 500m to give.
+    assert container["recommended"]["cpuLimit"] == "500m"
+    assert "capped" in container["diagnosis"]
+    assert "largest node's allocatable CPU" in container["explanation"]
+    assert [(e.reason, e.warning) for e in workload.events] == [
+        ("Patched", False),
+        ("Capped", True),
+    ]
+    again = one_pass({("shop", "a"): workload.trec_status})
+    assert "Capped" not in [e.reason for e in again.workloads[0].events]
+
+
+def test_a_throttled_limit_above_cpu_max_limit_is_kept_not_lowered() -> None:
+    plan = plan_pass(
+        policy(mode="AutoPatch", cpu={"maxLimit": "200m"}),
+        snapshot([manifest("shop", "a")], labels=AUTO),
+        NOW,
+    )
+    (container,) = plan.workloads[0].trec_status["containers"]
+    assert container["recommended"]["cpuLimit"] == "300m"  # today's, not maxLimit's 200m
+    assert "capped" in container["diagnosis"]
+
+
+def test_a_pod_no_node_can_hold_is_not_patched() -> None:
+    # No limit (limitPolicy Unset): the request 540m is the pod's, and no node has it.
+    shot = snapshot([manifest("shop", "a")], labels=AUTO, largest_node_cpu=500)
+    plan = plan_pass(policy(mode="AutoPatch", cpu={"limitPolicy": "Unset"}), shot, NOW)
+    assert patched(plan) == []
+    reason = plan.workloads[0].trec_status["containers"][0]["reason"]
+    assert reason.startswith("unschedulable: the pod would request 540m CPU")
+    assert [e.reason for e in plan.workloads[0].events] == ["Skipped"]
+
+
+def test_unusable_values_are_named_not_reported_as_missing_series() -> None:
+    shot = snapshot([manifest("shop", "a")])
+    unusable = MetricsSnapshot(
+        workloads=(), source="x", unusable_series={"container_cpu_usage_seconds_total": 3}
+    )
+    plan = plan_pass(policy(), ClusterSnapshot(**{**vars(shot), "metrics": unusable}), NOW)
+    assert plan.ok
+    (result,) = [c.result for c in plan.outcomes[0].decision.containers]
+    assert result.reason.value == "metrics-unavailable"
+    assert result.message == (
+        "no usable CPU statistics for container app of shop/a: Prometheus answered unusable "
+        "values (NaN, ±Inf or negative) of container_cpu_usage_seconds_total (3)"
+    )
+    # Without unusable values, the same container's series are missing.
+    missing = MetricsSnapshot(workloads=(), source="x")
+    plan = plan_pass(policy(), ClusterSnapshot(**{**vars(shot), "metrics": missing}), NOW)
+    (result,) = [c.result for c in plan.outcomes[0].decision.containers]
+    assert result.reason.value == "missing-metrics"

@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import ssl
+import subprocess
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
 
+from unthrottle.sandbox.prometheus import free_port
 from unthrottle.sources.prometheus import PrometheusConfig, PrometheusError, PrometheusSource
 from unthrottle.sources.prometheus_queries import REQUIRED_SERIES
 
@@ -30,6 +36,7 @@ class Answer:
     body: str = ""
     content_type: str = "application/json"
     delay: float = 0.0
+    declared_length: int | None = None  # a Content-Length above the body's: a cut answer
 
 
 @dataclass
@@ -43,6 +50,15 @@ class Seen:
 def vector(rows: list[tuple[dict[str, str], str]], **extra: Any) -> Answer:
     result = [{"metric": labels, "value": [1700000000, value]} for labels, value in rows]
     body = {"status": "success", "data": {"resultType": "vector", "result": result}, **extra}
+    return Answer(body=json.dumps(body))
+
+
+def matrix(series: list[tuple[dict[str, str], list[str]]], **extra: Any) -> Answer:
+    result = [
+        {"metric": labels, "values": [[1700000000 + 30 * i, v] for i, v in enumerate(values)]}
+        for labels, values in series
+    ]
+    body = {"status": "success", "data": {"resultType": "matrix", "result": result}, **extra}
     return Answer(body=json.dumps(body))
 
 
@@ -62,7 +78,9 @@ class FakePrometheus:
 def fake() -> Iterator[Callable[[Callable[[int, Seen], Answer]], FakePrometheus]]:
     servers: list[ThreadingHTTPServer] = []
 
-    def start(script: Callable[[int, Seen], Answer]) -> FakePrometheus:
+    def start(
+        script: Callable[[int, Seen], Answer], cert: tuple[Path, Path] | None = None
+    ) -> FakePrometheus:
         state = FakePrometheus(script)
 
         class Handler(BaseHTTPRequestHandler):
@@ -78,7 +96,8 @@ def fake() -> Iterator[Callable[[Callable[[int, Seen], Answer]], FakePrometheus]
                 try:
                     self.send_response(answer.status)
                     self.send_header("Content-Type", answer.content_type)
-                    self.send_header("Content-Length", str(len(payload)))
+                    length = answer.declared_length or len(payload)
+                    self.send_header("Content-Length", str(length))
                     self.end_headers()
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
@@ -92,9 +111,14 @@ def fake() -> Iterator[Callable[[Callable[[int, Seen], Answer]], FakePrometheus]
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
+        if cert is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*cert)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         servers.append(server)
-        state.url = f"http://127.0.0.1:{server.server_address[1]}"
+        scheme = "http" if cert is None else "https"
+        state.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
         return state
 
     yield start
@@ -115,6 +139,45 @@ def test_login_page_is_not_an_answer(fake: Any) -> None:
         src.query("up", 1700000000)
     assert server.url in str(caught.value)
     assert len(server.seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"), [(401, "wants credentials"), (403, "may not read this API")]
+)
+def test_refused_credentials_get_a_hint(fake: Any, status: int, hint: str) -> None:
+    server = fake(lambda i, s: Answer(status=status, body="no", content_type="text/plain"))
+    with source(server.url) as src, pytest.raises(PrometheusError) as caught:
+        src.build_info()
+    assert f"HTTP {status}" in str(caught.value) and hint in str(caught.value)
+    assert len(server.seen) == 1
+
+
+def test_https_against_a_plain_http_port_says_so(fake: Any) -> None:
+    server = fake(lambda i, s: vector([]))
+    url = server.url.replace("http://", "https://")
+    with source(url) as src, pytest.raises(PrometheusError) as caught:
+        src.build_info()
+    assert str(caught.value) == (
+        f"Prometheus at {url}: TLS error: the server answers in plain HTTP; use an http:// URL"
+    )
+
+
+def test_connection_refused_names_host_and_port() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with source(url, retries=0) as src, pytest.raises(PrometheusError) as caught:
+        src.build_info()
+    message = str(caught.value)
+    assert f"nothing listens on 127.0.0.1:{url.rsplit(':', 1)[1]}" in message
+    assert "\n" not in message
+
+
+def test_a_cut_answer_is_one_sentence(fake: Any) -> None:
+    server = fake(lambda i, s: Answer(body='{"status": "succ', declared_length=4096))
+    with source(server.url) as src, pytest.raises(PrometheusError) as caught:
+        src.query("up", 1700000000)
+    message = str(caught.value)
+    assert "the answer was cut off" in message
+    assert "ChunkedEncodingError" not in message and "IncompleteRead" not in message
 
 
 def test_unavailable_is_retried_a_bounded_number_of_times(fake: Any) -> None:
@@ -208,17 +271,51 @@ def test_partial_answers_and_bad_values(fake: Any) -> None:
         if seen.path.startswith("/api/v1/label/__name__/values?"):
             names = {"status": "success", "data": [], "warnings": ["store eu-1 unavailable"]}
             return Answer(body=json.dumps(names))
+        if seen.path == "/api/v1/query_range":
+            points = ["NaN", "+Inf", "-1", "0.5"]
+            labels = {"namespace": "a", "pod": "p", "container": "c"}
+            return matrix([(labels, points)], warnings=["store eu-1 unavailable"])
         return vector(rows, warnings=["store eu-1 unavailable"])
 
     server = fake(answer)
     with source(server.url) as src:
         result = src.fetch("1h", end=1700000000)
-    assert result.queries == 7 == len(server.seen)
-    assert result.dropped_values == 3 * 6
+    assert result.queries == 5 == len(server.seen)
+    # Three bad rows in each of two instant answers, three bad points in each of two series.
+    assert result.dropped_values == 3 * 2 + 3 * 2
     assert result.partial
     assert all("store eu-1 unavailable" in w for w in result.warnings)
     assert result.workloads == ()
     assert set(REQUIRED_SERIES) == result.missing_series
+
+
+def test_unusable_values_are_named_by_their_series_not_missing(fake: Any) -> None:
+    labels = {"namespace": "a", "pod": "p", "container": "c"}
+    rows = [
+        ({"unthrottle_stat": "periods", **labels}, "-1"),
+        ({"unthrottle_stat": "rss_slope", **labels}, "-5"),  # a slope may be negative
+    ]
+
+    def answer(i: int, seen: Seen) -> Answer:
+        if seen.path.startswith("/api/v1/label/__name__/values?"):
+            names = {"status": "success", "data": list(REQUIRED_SERIES)}
+            return Answer(body=json.dumps(names))
+        if seen.path == "/api/v1/query_range":  # usage rates, then RSS
+            return matrix([(labels, ["NaN", "+Inf", "-1", "0.5"])])
+        return vector(rows)
+
+    server = fake(answer)
+    with source(server.url) as src:
+        result = src.fetch("1h", end=1700000000)
+    assert result.missing_series == frozenset()
+    # Two instant answers (ksm, counters) carry the negative periods; each range series
+    # has three unusable points.
+    assert result.unusable_series == {
+        "container_cpu_cfs_periods_total": 2,
+        "container_cpu_usage_seconds_total": 3,
+        "container_memory_rss": 3,
+    }
+    assert result.dropped_values == 2 + 3 + 3
 
 
 def test_series_names_are_asked_of_the_index_in_one_request(fake: Any) -> None:
@@ -245,3 +342,28 @@ def test_malformed_vector_is_an_error(fake: Any) -> None:
     server = fake(lambda i, s: Answer(body=json.dumps(body)))
     with source(server.url) as src, pytest.raises(PrometheusError, match="vector"):
         src.query("up[5m]", 1700000000)
+
+
+def test_an_unverified_server_is_warned_about_once_not_per_request(
+    fake: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = fake(lambda i, s: vector([]), cert=(cert, key))
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        caplog.at_level(logging.WARNING, logger="unthrottle"),
+    ):
+        warnings.simplefilter("always")  # as urllib3 sets for its security warnings
+        for _ in range(2):
+            with source(server.url, insecure_skip_verify=True) as src:
+                for _ in range(3):
+                    assert src.query("up", 1700000000).rows == ()
+    assert len(server.seen) == 6
+    assert [str(w.message) for w in caught] == []
+    said = [r.getMessage() for r in caplog.records if "not verified" in r.getMessage()]
+    assert said == [f"TLS certificates of {server.url} are not verified (as configured)"]

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from unthrottle.sources.prometheus_http import PrometheusConfig
-from unthrottle.sources.prometheus_queries import QueryBuilder, Resolution, plan_chunks
+from unthrottle.sources.prometheus_config import PrometheusConfig
+from unthrottle.sources.prometheus_queries import USAGE_RULE, QueryBuilder, Resolution, plan_chunks
 from unthrottle.sources.promql import Matcher, label_name, quote, regex_escape, selector
 
 HOSTILE = ['a"b', "c\\d", "e\nf", "x|.*", "}", '"}) or vector(1) or ({"', "\t\r\x00\x7f", ".*"]
@@ -103,7 +103,8 @@ def _queries(builder: QueryBuilder, namespaces: tuple[str, ...] | None) -> list[
     return [
         *builder.presence_selectors(),
         builder.kube_state_metrics(namespaces),
-        *(q for _, q in builder.chunk_queries(namespaces)),
+        *(q.promql for q in builder.chunk_queries(namespaces)),
+        *(q.promql for q in builder.chunk_queries(namespaces, rule=True) if q.kind == "usage"),
     ]
 
 
@@ -125,6 +126,10 @@ def test_every_selector_carries_scope_and_extra_matchers() -> None:
             assert 'job="kubelet"' in matchers
             assert 'container!=""' in matchers and 'container!="POD"' in matchers
             assert namespace in matchers
+        elif metric == USAGE_RULE:  # recorded without the cAdvisor job's labels
+            assert 'container!=""' in matchers and 'container!="POD"' in matchers
+            assert namespace in matchers
+            assert not any(m.startswith("job") for m in matchers)
         elif metric.startswith("kube_"):
             assert 'job="kube-state-metrics"' in matchers
             assert namespace in matchers
@@ -143,9 +148,23 @@ def test_no_namespace_matcher_for_every_namespace() -> None:
 
 def test_queries_use_the_resolution() -> None:
     builder = QueryBuilder(PrometheusConfig(url="http://p:9090"), Resolution.for_window(604800))
-    usage = builder.cpu_usage(None)[0]
-    assert "[5m])" in usage and "[7d:5m]" in usage
-    assert "[7d]" in builder.cpu_counters(None)
+    assert "[5m]))" in builder.usage_rate(None)
+    assert "[7d:5m]" in builder.kube_state_metrics(None)
+    assert "[7d]" in builder.counters(None)
+    start, end = builder.resolution.range_bounds(1_700_000_123.456)
+    assert (start % 300, end) == (0, 1_700_000_123.456)
+    assert 604_500 < end - start <= 604_800  # the steps of a [7d:5m] subquery
+
+
+def test_the_recording_rule_is_read_only_where_it_is_the_same_rate() -> None:
+    config = PrometheusConfig(url="http://p:9090", cadvisor_matchers={"job": "kubelet"})
+    week = QueryBuilder(config, Resolution.for_window(7 * 86400))
+    assert week.uses_rule({USAGE_RULE}) and not week.uses_rule({"container_memory_rss"})
+    assert not QueryBuilder(config, Resolution.for_window(7200)).uses_rule({USAGE_RULE})
+    assert not QueryBuilder(config, Resolution.for_window(30 * 86400)).uses_rule({USAGE_RULE})
+    assert week.usage_rate(None, rule=True).startswith(
+        f"max by (namespace, pod, container) ({USAGE_RULE}{{"
+    )
 
 
 @pytest.mark.parametrize(

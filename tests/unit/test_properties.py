@@ -19,6 +19,7 @@ from unthrottle.engine.workers import oversubscribed
 from unthrottle.model.policy import LimitPolicy, ThrottlePolicySpec, Tier
 from unthrottle.model.quantity import parse_millicores
 from unthrottle.model.recommendation import (
+    Diagnosis,
     NoRecommendation,
     NoRecommendationReason,
     Recommendation,
@@ -330,7 +331,29 @@ def test_bounds_respected(doc: dict[str, Any], policy_doc: dict[str, Any]) -> No
         if bounds.min_limit is not None:
             assert rec.cpu_limit >= bounds.min_limit
         if bounds.max_limit is not None:
-            assert rec.cpu_limit <= bounds.max_limit
+            current = stats.container.cpu_limit
+            if rec.cpu_limit > bounds.max_limit:
+                # Only a throttled container over a lower maxLimit: its limit is kept.
+                throttled = stats.cpu.throttled_period_ratio > policy.throttle_target
+                assert throttled and rec.cpu_limit == current
+                assert Diagnosis.CAPPED in rec.diagnosis
+
+
+@PROPERTY
+@given(container_stats_docs(), policy_docs())
+def test_a_throttled_limit_is_never_lowered(
+    doc: dict[str, Any], policy_doc: dict[str, Any]
+) -> None:
+    stats, policy = build_stats(doc), build_policy(policy_doc)
+    rec = recommendation(stats, policy)
+    current = stats.container.cpu_limit
+    throttled = stats.cpu.throttled_period_ratio > policy.throttle_target
+    if current is None or not throttled or rec.cpu_limit is None:
+        return
+    assert rec.cpu_limit >= current
+    if rec.projected_throttle_ratio > policy.throttle_target:
+        # The limit the target needs was not reached: a cap bound, and it says so.
+        assert Diagnosis.CAPPED in rec.diagnosis
 
 
 @PROPERTY
@@ -431,6 +454,13 @@ def _workers_from_request(workers: int, max_usage: int) -> dict[str, Any]:
 @given(container_stats_docs(), policy_docs())
 @example(_workers_from_request(3, 251), _WORKERS_FROM_REQUEST_POLICY)
 @example(_workers_from_request(2, 0), _WORKERS_FROM_REQUEST_POLICY)
+@example(
+    {
+        **_workers_from_request(2, 0),
+        "container": {"name": "app", "webConcurrency": 2, "webConcurrencyFrom": "limits.cpu"},
+    },
+    {**_WORKERS_FROM_REQUEST_POLICY, "cpu": {"limitPolicy": "Ratio", "maxLimit": "1001m"}},
+)
 def test_managed_workers_equal_whole_limit_cores(
     doc: dict[str, Any], policy_doc: dict[str, Any]
 ) -> None:
@@ -447,7 +477,9 @@ def test_managed_workers_equal_whole_limit_cores(
         assert rec.web_concurrency == max(1, -(-rec.cpu_limit // 1000))
         bounds = policy.cpu
         floor = max(1000, bounds.min_request, bounds.min_limit or 0)
-        if bounds.max_limit is None or bounds.max_limit // 1000 * 1000 >= floor:
+        # A throttled limit above cpu.maxLimit is kept as it is (never lowered): capped.
+        kept = Diagnosis.CAPPED in rec.diagnosis and rec.cpu_limit == stats.container.cpu_limit
+        if not kept and (bounds.max_limit is None or bounds.max_limit // 1000 * 1000 >= floor):
             # Whole cores whenever the bounds leave room for some: rounded up, or down
             # under cpu.maxLimit (1500m → 1 core, not 2 workers on 1.5 cores).
             assert rec.cpu_limit % 1000 == 0

@@ -17,7 +17,10 @@ simulated series, as ``unthrottle report`` prints it for a real cluster.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,7 +95,6 @@ def _series(scenarios: list[Scenario], workdir: Path, hours: int) -> tuple[Path,
 
 
 def _wait_until_interrupted(*processes: subprocess.Popen[bytes] | None) -> None:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while all(p is None or p.poll() is None for p in processes):
             time.sleep(1)
@@ -138,11 +140,50 @@ def _operator(
         log.close()
 
 
+def unthrottle_command() -> str:
+    """How to run this very ``unthrottle`` from a shell (it may not be on ``PATH``)."""
+    beside = Path(sys.executable).with_name("unthrottle")
+    return str(beside) if beside.is_file() else f"{sys.executable} -m unthrottle.cli"
+
+
+def patched_first(trecs: list[dict[str, Any]]) -> tuple[str, str]:
+    """(namespace, name) of a Deployment the pass patched, else of the first trec."""
+    ordered = sorted(
+        trecs,
+        key=lambda t: (
+            ((t.get("status") or {}).get("summary") or {}).get("action") != "Patched",
+            t["metadata"]["namespace"],
+            t["metadata"]["name"],
+        ),
+    )
+    first = ordered[0]["metadata"] if ordered else {"namespace": "shop", "name": "checkout"}
+    return first["namespace"], first["name"]
+
+
+def try_next(deployment: tuple[str, str], *, kubectl: str, report: str, log: Path) -> str:
+    """What to try while the demo runs: each command exactly as it works in a shell."""
+    namespace, name = deployment
+    another_pass = shlex.quote(json.dumps({"spec": {"interval": "11m"}}))
+    return (
+        "Try next (everything keeps running until Ctrl-C):\n"
+        f"  {kubectl} describe trec -n {namespace} {name}\n"
+        f"  {kubectl} get deploy -n {namespace} {name} -o yaml\n"
+        f"  {kubectl} get events -n {namespace}\n"
+        f"  {kubectl} annotate deploy -n {namespace} {name} unthrottle.dev/rollback=true\n"
+        f"  {kubectl} patch tp demo --type merge -p {another_pass}   # a pass now\n"
+        f"  {report}\n"
+        f"  the operator's log: {log}\n"
+    )
+
+
 def _cluster_demo(args: argparse.Namespace, workdir: Path) -> int:
     scenarios = all_scenarios()
     with ExitStack() as stack:
-        _say("starting the local control plane (the first run builds it: ~7 min on 2 cores)")
         kube = KubeSandbox(workdir / "kube")
+        if kube.is_built():
+            _say("starting the local control plane")
+        else:
+            _say("building the local control plane, once (about 7 minutes on 2 cores)")
         kube.start()
         stack.callback(kube.stop, keep=args.workdir is not None)
         kube.apply(ASSETS / "crds")
@@ -185,18 +226,15 @@ def _cluster_demo(args: argparse.Namespace, workdir: Path) -> int:
         print(kube.kubectl("get", "tp,trec", "-A").stdout, flush=True)
         if args.exit:
             return 0
-        env = f"KUBECONFIG={kube.kubeconfig}"
+        trecs = kube.kubectl_json("get", "trec", "-A", "-o", "json")["items"]
         print(
-            "Try next (everything keeps running until Ctrl-C):\n"
-            f"  {env} {kube.kubectl_path} describe trec -n shop checkout\n"
-            f"  {env} {kube.kubectl_path} get deploy -n shop checkout -o yaml   "
-            "# patched: resources, burst annotation, previous-resources\n"
-            f"  {env} {kube.kubectl_path} get events -n shop\n"
-            f"  {env} {kube.kubectl_path} annotate deploy -n shop checkout "
-            "unthrottle.dev/rollback=true   # then edit the policy to trigger a pass\n"
-            f"  unthrottle report --prometheus-url {prometheus.url} --window {args.hours}h "
-            f"--kubeconfig {kube.kubeconfig}\n"
-            f"  the operator's log: {workdir / 'operator.log'}\n",
+            try_next(
+                patched_first(trecs),
+                kubectl=f"{kube.kubectl_path} --kubeconfig {kube.kubeconfig}",
+                report=f"{unthrottle_command()} report --prometheus-url {prometheus.url} "
+                f"--window {args.hours}h --kubeconfig {kube.kubeconfig}",
+                log=workdir / "operator.log",
+            ),
             flush=True,
         )
         _wait_until_interrupted(operator, prometheus.process)
@@ -252,6 +290,8 @@ def run(args: argparse.Namespace) -> int:
     if args.hours < 1:
         _say("--hours must be at least 1")
         return report.EXIT_USAGE
+    # SIGTERM unwinds like Ctrl-C: every part is stopped and the temporary directory goes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="unthrottle-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
@@ -262,3 +302,6 @@ def run(args: argparse.Namespace) -> int:
     except (HarnessError, KubeSandboxError) as exc:
         _say(str(exc))
         return EXIT_SANDBOX
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)

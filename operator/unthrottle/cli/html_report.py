@@ -354,7 +354,7 @@ def _distribution(stats: ContainerStats | None, evidence: Evidence) -> str:
 
 def _badges(row: ReportRow) -> str:
     bad = {"quota-bound", "micro-bursting", "worker-oversubscription", "oom-killed",
-           "memory-growth"}  # fmt: skip
+           "memory-growth", "capped"}  # fmt: skip
     badges = []
     for d in row.result.diagnosis:
         css = "bad" if d.value in bad else "good" if d.value == "healthy" else ""

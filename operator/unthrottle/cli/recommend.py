@@ -11,12 +11,17 @@ import json
 import sys
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from unthrottle.cli.inputs import load_document
 from unthrottle.cli.output import OutputFormat, render, render_table
 from unthrottle.engine.recommend import recommend
-from unthrottle.model.fields import quantities_as_text
+from unthrottle.model.fields import (
+    quantities_as_text,
+    unknown_fields,
+    unknown_keys,
+    validation_message,
+)
 from unthrottle.model.policy import ThrottlePolicySpec
 from unthrottle.model.recommendation import output_fields
 from unthrottle.model.stats import ContainerStats
@@ -27,6 +32,8 @@ EXIT_INVALID_INPUT = 2
 # CPU quantities people may write as bare numbers (1 = one core, as in a manifest).
 _CONTAINER_CPU = ("cpuRequest", "cpuLimit")
 _POLICY_CPU = ("minRequest", "maxRequest", "minLimit", "maxLimit")
+# The sections of ContainerStats the input holds.
+_STATS = ("container", "cpu", "memory", "nodeAllocatableCpu")
 
 
 class InputError(ValueError):
@@ -52,46 +59,34 @@ def register(commands: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def _field_path(prefix: str, loc: tuple[int | str, ...]) -> str:
-    path = prefix
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path.lstrip(".")
-
-
-def _validation_message(prefix: str, error: ValidationError) -> str:
-    lines = []
-    for item in error.errors(include_url=False):
-        loc = tuple(p for p in item["loc"] if not str(p).startswith("function-"))
-        message = str(item["msg"]).removeprefix("Value error, ")
-        lines.append(f"{_field_path(prefix, loc)}: {message}")
-    return "; ".join(lines)
-
-
 def parse_input(text: str) -> tuple[ThrottlePolicySpec, ContainerStats]:
     """The policy and the container statistics of a recommend input document."""
     try:
-        document = yaml.safe_load(text)  # YAML is a superset of JSON
-    except yaml.YAMLError as exc:
-        raise InputError(f"input is not JSON or YAML: {exc}") from exc
+        document = load_document(text, "input")
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     if not isinstance(document, dict):
         raise InputError("input must be an object with container, cpu (and policy, memory)")
+    unknown = unknown_keys(document, ("policy", *_STATS))
+    unknown += unknown_fields(ThrottlePolicySpec, document.get("policy"), "policy")
+    unknown += unknown_fields(ContainerStats, {k: v for k, v in document.items() if k in _STATS})
+    if unknown:
+        raise InputError(f"unknown field{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}")
     policy_doc = document.get("policy") or {}
     container_doc = document.get("container")
     if isinstance(policy_doc, dict) and isinstance(policy_doc.get("cpu"), dict):
         policy_doc = {**policy_doc, "cpu": quantities_as_text(policy_doc["cpu"], _POLICY_CPU)}
     if isinstance(container_doc, dict):
         document = {**document, "container": quantities_as_text(container_doc, _CONTAINER_CPU)}
+    document = quantities_as_text(document, ("nodeAllocatableCpu",))
     try:
         policy = ThrottlePolicySpec.model_validate(policy_doc)
     except ValidationError as exc:
-        raise InputError(_validation_message("policy", exc)) from exc
+        raise InputError(validation_message(exc, "policy")) from exc
     try:
-        stats = ContainerStats.model_validate(
-            {k: document.get(k) for k in ("container", "cpu", "memory") if k in document}
-        )
+        stats = ContainerStats.model_validate({k: document.get(k) for k in _STATS if k in document})
     except ValidationError as exc:
-        raise InputError(_validation_message("", exc)) from exc
+        raise InputError(validation_message(exc)) from exc
     return policy, stats
 
 

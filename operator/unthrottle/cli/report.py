@@ -19,19 +19,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from pydantic import ValidationError
 
 from unthrottle.cli.html_report import render_html_report
+from unthrottle.cli.inputs import load_document
 from unthrottle.cli.output import OutputFormat, render, render_table
+from unthrottle.model.fields import unknown_fields, unknown_keys, validation_message
 from unthrottle.model.names import SYSTEM_NAMESPACES
-from unthrottle.model.policy import Mode, ThrottlePolicySpec, Tier
+from unthrottle.model.policy import MIN_WINDOW_MS, Mode, ThrottlePolicySpec, Tier
 from unthrottle.model.quantity import (
     QuantityError,
     format_bytes,
     format_duration,
+    parse_duration_ms,
 )
 from unthrottle.model.recommendation import (
     NoRecommendation,
+    NoRecommendationReason,
     Recommendation,
     RecommendationResult,
     output_fields,
@@ -40,7 +44,7 @@ from unthrottle.model.stats import ContainerResources, ContainerStats
 from unthrottle.model.workload import DeploymentInfo, WorkloadRef
 from unthrottle.reconcile.plan import plan_pass
 from unthrottle.reconcile.read import prometheus_config
-from unthrottle.reconcile.scope import OperatorScope
+from unthrottle.reconcile.scope import OperatorScope, unusable_text
 from unthrottle.reconcile.snapshot import ClusterSnapshot, Instant, MetricsSnapshot, PolicyObject
 from unthrottle.reconcile.status import change, cpu_text, current_of, memory_text, ratio_text
 from unthrottle.sources.kubernetes import KubernetesError, KubernetesSource
@@ -57,6 +61,7 @@ __all__ = [
     "register",
     "render_report_table",
     "report_document",
+    "report_notes",
     "run",
 ]
 
@@ -144,6 +149,13 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per query")
     parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="queries in flight at once (1-32; default the policy's prometheus.concurrency, 4)",
+    )
+    parser.add_argument(
         "--at",
         type=float,
         default=None,
@@ -163,16 +175,47 @@ def register(commands: Any) -> None:
     parser.set_defaults(run=run)
 
 
+_POLICY_OBJECT = ("apiVersion", "kind", "metadata", "spec", "status")
+
+
+def _policy_spec(path: str) -> tuple[dict[str, Any], str]:
+    """The spec of the ThrottlePolicy (or bare spec) in ``path``, its fields all known, and
+    the path of the spec in the file (``spec`` or none) for messages."""
+    document = load_document(Path(path).read_text(encoding="utf-8"), f"--policy {path}") or {}
+    unknown, prefix = [], ""
+    if isinstance(document, dict) and "spec" in document:
+        unknown, prefix = unknown_keys(document, _POLICY_OBJECT), "spec"
+        document = document["spec"] or {}
+    if not isinstance(document, dict):
+        raise ValueError(f"--policy {path}: not a ThrottlePolicy or a ThrottlePolicy spec")
+    unknown += unknown_fields(ThrottlePolicySpec, document, prefix)
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        raise ValueError(f"--policy {path}: unknown field{plural}: {', '.join(unknown)}")
+    return dict(document), prefix
+
+
+def _window_ms(text: str) -> int:
+    accepted = "a Prometheus duration of at least 5m, e.g. 30m, 6h, 7d"
+    try:
+        window = parse_duration_ms(text)
+    except QuantityError:
+        raise ValueError(f"--window {text!r}: not {accepted}") from None
+    if window < MIN_WINDOW_MS:
+        raise ValueError(f"--window {text!r}: too short; give {accepted}")
+    return window
+
+
 def _policy(args: argparse.Namespace) -> ThrottlePolicySpec:
-    spec: dict[str, Any] = {}
-    if args.policy:
-        document = yaml.safe_load(Path(args.policy).read_text(encoding="utf-8")) or {}
-        spec = dict(document.get("spec") or {}) if "spec" in document else dict(document)
+    spec, prefix = _policy_spec(args.policy) if args.policy else ({}, "")
     if args.tier:
         spec["tier"] = args.tier
     if args.window:
-        spec["window"] = args.window
-    return ThrottlePolicySpec.model_validate(spec)
+        spec["window"] = _window_ms(args.window)
+    try:
+        return ThrottlePolicySpec.model_validate(spec)
+    except ValidationError as exc:
+        raise ValueError(f"--policy {args.policy}: {validation_message(exc, prefix)}") from None
 
 
 def _matchers(pairs: Iterable[str]) -> dict[str, str]:
@@ -202,6 +245,7 @@ def _config(args: argparse.Namespace, policy: ThrottlePolicySpec) -> PrometheusC
         insecure_skip_verify=args.insecure_skip_verify,
         timeout_seconds=args.timeout,
         extra_matchers=_matchers(args.match),
+        concurrency=args.concurrency,
     )
 
 
@@ -231,7 +275,11 @@ def build_report(
         bounds=OperatorScope(""),
         namespace_labels=None,  # the scope was chosen when reading
         deployments=tuple(deployments),
-        metrics=MetricsSnapshot(workloads=tuple(fetched.workloads), source=""),
+        metrics=MetricsSnapshot(
+            workloads=tuple(fetched.workloads),
+            source="",
+            unusable_series=fetched.unusable_series,
+        ),
     )
     recommend_only = policy.model_copy(update={"mode": Mode.RECOMMEND})
     report = PolicyObject(REPORT_POLICY, 0, ("", REPORT_POLICY), recommend_only)
@@ -289,6 +337,7 @@ def report_document(rows: list[ReportRow], fetched: FetchResult, url: str) -> di
         "window": fetched.resolution.window,
         "step": fetched.resolution.step,
         "queries": fetched.queries,
+        "usageSeries": list(fetched.usage_series),
         "optionalSeries": sorted(fetched.optional_series),
         "partial": fetched.partial,
         "workloads": workloads,
@@ -340,6 +389,34 @@ def render_report_table(rows: list[ReportRow]) -> str:
     return render_table(headers, table, max_width=TABLE_WIDTH)
 
 
+def report_notes(
+    rows: list[ReportRow], policy: ThrottlePolicySpec, namespaces: list[str] | None
+) -> list[str]:
+    """What a person must know about a report that says little: nothing in scope, or
+    containers without the history the window asks for (and a window their data covers)."""
+    if not rows:
+        where = f" (namespace {', '.join(namespaces)})" if namespaces else ""
+        return [f"no Deployment in scope{where} has series in the window: nothing to report"]
+    short = [
+        row
+        for row in rows
+        if isinstance(row.result, NoRecommendation)
+        and row.result.reason is NoRecommendationReason.INSUFFICIENT_DATA
+    ]
+    if not short:
+        return []
+    note = (
+        f"{len(short)} of {len(rows)} containers have too little history for the "
+        f"{format_duration(policy.window)} window (history.minSamples, history.minCoverage)"
+    )
+    covered = max(
+        (r.stats.cpu.samples * r.stats.cpu.step_seconds for r in short if r.stats), default=0
+    )
+    if covered * 1000 >= MIN_WINDOW_MS:
+        note += f"; their data covers at most --window {format_duration(covered * 1000)}"
+    return [note]
+
+
 def _progress(message: str) -> None:
     print(f"unthrottle report: {message}", file=sys.stderr, flush=True)
 
@@ -351,7 +428,10 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = _progress) -
     try:
         policy = _policy(args)
         config = _config(args, policy)
-    except (ValueError, OSError, QuantityError) as exc:
+    except OSError as exc:
+        print(f"unthrottle report: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, QuantityError) as exc:
         print(f"unthrottle report: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.selector and not args.kubeconfig:
@@ -404,6 +484,8 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = _progress) -
     )
     if fetched.warnings:
         progress("Prometheus warned the data may be partial: " + "; ".join(fetched.warnings))
+    if fetched.unusable_series:
+        progress(unusable_text(fetched.unusable_series) + ": left out")
     if fetched.missing_series:
         print(
             "unthrottle report: required series missing in "
@@ -412,6 +494,8 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = _progress) -
         )
         return EXIT_MISSING_SERIES
     rows = build_report(fetched, policy, deployments)
+    for note in report_notes(rows, policy, namespaces):
+        progress(note)
     document = report_document(rows, fetched, config.display_url)
     if args.output == OutputFormat.HTML:
         window = format_duration(policy.window)

@@ -51,21 +51,33 @@ def register(commands: Any) -> None:
         help="manage only these namespaces (repeatable)",
     )
     parser.add_argument(
-        "--prometheus-url", default=os.environ.get("UNTHROTTLE_PROMETHEUS_URL"), metavar="URL"
+        "--prometheus-url",
+        default=os.environ.get("UNTHROTTLE_PROMETHEUS_URL"),
+        metavar="URL",
+        help="Prometheus base URL (env UNTHROTTLE_PROMETHEUS_URL; a policy's own URL wins)",
     )
     parser.add_argument(
         "--kubeconfig",
         default=os.environ.get("KUBECONFIG"),
+        metavar="PATH",
         help="a kubeconfig (default: in-cluster, then ~/.kube/config)",
     )
     parser.add_argument(
         "--operator-namespace",
         default=os.environ.get("UNTHROTTLE_NAMESPACE", "unthrottle-system"),
-        help="the operator's own namespace, never in a default scope",
+        metavar="NS",
+        help="the operator's own namespace, never in a default scope (env "
+        "UNTHROTTLE_NAMESPACE; default %(default)s)",
     )
-    parser.add_argument("--health-port", type=int, default=8080, help="liveness (/healthz)")
-    parser.add_argument("--metrics-port", type=int, default=9100, help="metrics (/metrics)")
-    parser.add_argument("--bind", default="0.0.0.0", help="address of the two endpoints")
+    parser.add_argument(
+        "--health-port", type=int, default=8080, help="liveness (/healthz); default %(default)s"
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=9100, help="metrics (/metrics); default %(default)s"
+    )
+    parser.add_argument(
+        "--bind", default="0.0.0.0", help="address of the two endpoints; default %(default)s"
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     parser.set_defaults(run=run)
 

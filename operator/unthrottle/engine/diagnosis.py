@@ -14,6 +14,8 @@
 | memory-growth             | RSS slope × 7 days ≥ 25% of max RSS (a week at this rate adds  |
 |                           | a quarter) and slope × window ≥ 5% of it (a trend, not noise)  |
 | oom-killed                | at least one OOMKilled termination in the window               |
+| capped                    | cpu.maxLimit or the largest node's allocatable CPU binds below |
+|                           | the limit the target needs (the projection stays above τ)      |
 | healthy                   | none of the above                                              |
 """
 
@@ -60,6 +62,8 @@ def diagnose(
     target: float,
     workers: int | None,
     recommended_request: int | None,
+    *,
+    capped: bool = False,
 ) -> tuple[Diagnosis, ...]:
     """The diagnoses that hold for a container, in a stable order; ``healthy`` if none."""
     found: list[Diagnosis] = []
@@ -92,4 +96,6 @@ def diagnose(
             found.append(Diagnosis.MEMORY_GROWTH)
         if memory.oom_kills > 0:
             found.append(Diagnosis.OOM_KILLED)
+    if capped:
+        found.append(Diagnosis.CAPPED)
     return tuple(found) or (Diagnosis.HEALTHY,)

@@ -124,6 +124,20 @@ def apply_step_limit(current: int | None, recommended: int, patch: PatchPolicy) 
     return clamp(recommended, max(lowest, 1), max(highest, 1))
 
 
+def step(current: int | None, recommended: int, patch: PatchPolicy) -> int:
+    """The value one patch writes: within the step limits, and never a small decrease.
+
+    A decrease of at most ``patch.minChange`` is window-to-window noise: the current value
+    is kept, so a patch made for another value does not drag this one down and back up
+    (request 560m, recommended 530m at a 10% minChange: 560m stays). An increase is
+    written whatever its size: a higher value is the safe side of noise.
+    """
+    stepped = apply_step_limit(current, recommended, patch)
+    if current and stepped < current and relative_change(current, stepped) <= patch.min_change:
+        return current
+    return stepped
+
+
 def cooldown_remaining_ms(last_patched_ms: int | None, now_ms: int, cooldown_ms: int) -> int:
     """Milliseconds until a workload may be patched again (0 when it may be now)."""
     if last_patched_ms is None:

@@ -69,6 +69,7 @@ class _CpuPlan:
     projected: float
     notes: tuple[str, ...]
     burst_counted: bool = True  # the projection includes burst_us (an agent applies it)
+    capped: bool = False  # a cap binds below the limit the throttle target needs
 
 
 def _evidence(stats: ContainerStats, estimate: DemandEstimate, demand_p99: float) -> Evidence:
@@ -168,25 +169,58 @@ def _plan_cpu(
             limit += CPU_GRANULARITY
         notes.append(f"limit raised to {describe_millicores(limit)} to meet the throttle target")
     current = container.cpu_limit
-    if current is not None and ratio > target and limit <= current:
+    if current is not None and ratio > target:
         # Throttled above the target at the current limit: whatever the model says (a
-        # burst allowance can make it content with the same quota), never keep or lower it.
-        limit = round_up(current + 1, CPU_GRANULARITY)
-        notes.append(f"limit kept above the current {describe_millicores(current)}, throttled")
+        # burst allowance can make it content with the same quota), never keep or lower
+        # it, and raise it by at least a step worth a rollout (patch.minChange): +10m at
+        # a time creeps up while the measured ratio hovers at the target.
+        least = max(
+            _round_cpu(current * (1.0 + policy.patch.min_change)),
+            round_up(current + 1, CPU_GRANULARITY),
+        )
+        if limit < least:
+            limit = least
+            notes.append(
+                f"limit raised {policy.patch.min_change:.0%} above the current "
+                f"{describe_millicores(current)}, throttled there"
+            )
     if manage_workers and limit % MILLICORES_PER_CORE:
         limit = round_up(limit, MILLICORES_PER_CORE)
         notes.append(f"limit rounded up to {describe_millicores(limit)}: workers equal whole cores")
-    if bounds.max_limit is not None and limit > bounds.max_limit:
-        limit = bounds.max_limit
+    cap, cap_name = _limit_cap(stats, policy)
+    capped = False
+    if cap is not None and limit > cap:
+        limit = cap
         whole = limit - limit % MILLICORES_PER_CORE  # workers equal cores only when whole
         floor = max(MILLICORES_PER_CORE, bounds.min_request, bounds.min_limit or 0)
         if manage_workers and whole >= floor:
             limit = whole
-        notes.append(f"limit capped at cpu.maxLimit {describe_millicores(limit)}")
+        notes.append(f"limit capped at {cap_name} {describe_millicores(limit)}")
+        throttled_at_cap = current is not None and ratio > target and limit <= current
+        capped = throttled_at_cap or projected_at(limit) > target
+        if current is not None and throttled_at_cap and limit < current:
+            # A cap below today's limit never lowers the limit of a throttled container.
+            limit = current
+            notes.append(f"limit kept at the current {describe_millicores(current)}, throttled")
     if limit_policy is LimitPolicy.GUARANTEED:
         request = limit
     request = min(request, limit)
-    return _CpuPlan(request, limit, burst_at(limit), projected_at(limit), tuple(notes), counted)
+    return _CpuPlan(
+        request, limit, burst_at(limit), projected_at(limit), tuple(notes), counted, capped
+    )
+
+
+def _limit_cap(stats: ContainerStats, policy: ThrottlePolicySpec) -> tuple[int | None, str]:
+    """The lower of cpu.maxLimit and the largest node's allocatable CPU, and its name."""
+    caps = [
+        (cap, name)
+        for cap, name in (
+            (policy.cpu.max_limit, "cpu.maxLimit"),
+            (stats.node_allocatable_cpu, "the largest node's allocatable CPU"),
+        )
+        if cap is not None
+    ]
+    return min(caps, default=(None, ""))
 
 
 def burst_applied(container: ContainerResources, policy: ThrottlePolicySpec) -> bool:
@@ -311,7 +345,9 @@ def _keep_workers(
     # higher limit throttles less, so the projection at the lower one still holds.
     limit = max(plan.limit, before * MILLICORES_PER_CORE)
     if policy.cpu.max_limit is not None:
-        limit = min(limit, max(plan.limit, policy.cpu.max_limit))  # the bound wins
+        # The bound wins, in whole cores: the workers read the limit rounded up.
+        whole = policy.cpu.max_limit - policy.cpu.max_limit % MILLICORES_PER_CORE
+        limit = min(limit, max(plan.limit, whole))
     note = (
         f"limit kept at {describe_millicores(limit)} so the {before} workers stay "
         "(no CPU oversubscription)"
@@ -341,7 +377,9 @@ def recommend(stats: ContainerStats, policy: ThrottlePolicySpec) -> Recommendati
         memory = recommend_memory(
             policy.memory, stats.memory, stats.container, workers, policy.patch.cooldown
         )
-    diagnosis = diagnose(stats, policy.throttle_target, workers.before, plan.request)
+    diagnosis = diagnose(
+        stats, policy.throttle_target, workers.before, plan.request, capped=plan.capped
+    )
     return Recommendation(
         cpu_request=plan.request,
         cpu_limit=plan.limit,

@@ -14,10 +14,13 @@ mode. The conversions themselves live in :mod:`unthrottle.model.quantity`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import difflib
+from collections.abc import Iterable
+from typing import Annotated, Any, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
 from pydantic.alias_generators import to_camel
+from pydantic.fields import FieldInfo
 
 from unthrottle.model.quantity import (
     format_bytes,
@@ -38,6 +41,9 @@ __all__ = [
     "Millicores",
     "MillicoresAsCores",
     "quantities_as_text",
+    "unknown_fields",
+    "unknown_keys",
+    "validation_message",
 ]
 
 
@@ -132,3 +138,66 @@ def quantities_as_text(document: dict[str, Any], keys: tuple[str, ...]) -> dict[
         key: str(value) if key in keys and isinstance(value, int | float) else value
         for key, value in document.items()
     }
+
+
+def _models_in(annotation: Any) -> tuple[type[BaseModel], ...]:
+    """The pydantic models an annotation can hold (``X``, ``X | None``, ``list[X]``, ...)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return (annotation,)
+    return tuple(m for arg in get_args(annotation) for m in _models_in(arg))
+
+
+def unknown_keys(document: dict[Any, Any], known: Iterable[str], path: str = "") -> list[str]:
+    """The paths of the keys of ``document`` not in ``known``, each with
+    ``(did you mean ...?)`` when a known name is spelt alike."""
+    names = list(known)
+    found = []
+    for key in document:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            where = f"{path}.{key}" if path else str(key)
+            found.append(where + (f" (did you mean {close[0]}?)" if close else ""))
+    return found
+
+
+def unknown_fields(model: type[BaseModel], document: Any, path: str = "") -> list[str]:
+    """The paths of the keys in ``document`` that ``model`` has no field for, nested too.
+
+    Models ignore unknown fields (the API server prunes them from custom resources before
+    the operator reads them); a file a person wrote is checked with this first, so that a
+    typo (``throttleTarge``) is an error, not a setting silently left at its default.
+    """
+    if not isinstance(document, dict):
+        return []
+    fields: dict[str, FieldInfo] = {}
+    for name, info in model.model_fields.items():
+        fields[name] = info
+        fields[info.alias or name] = info
+    aliases = [info.alias or name for name, info in model.model_fields.items()]
+    found = unknown_keys({k: v for k, v in document.items() if k not in fields}, aliases, path)
+    for key, value in document.items():
+        known = fields.get(key)
+        if known is None:
+            continue
+        where = f"{path}.{key}" if path else key
+        items = list(enumerate(value)) if isinstance(value, list | tuple) else [(None, value)]
+        for nested in _models_in(known.annotation):
+            for index, item in items:
+                at = where if index is None else f"{where}[{index}]"
+                found += unknown_fields(nested, item, at)
+    return found
+
+
+def validation_message(error: ValidationError, prefix: str = "") -> str:
+    """Every violation on one line, each with its path from ``prefix`` as the API server
+    writes it (``spec.selector.matchExpressions[0].key: ...``), never pydantic's dump."""
+    lines = []
+    for item in error.errors(include_url=False):
+        path = prefix
+        for part in item["loc"]:
+            if str(part).startswith("function-"):
+                continue  # pydantic's name for a validator, not a field
+            path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"{path.lstrip('.')}: {message}" if path else message)
+    return "; ".join(lines)

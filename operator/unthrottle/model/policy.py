@@ -171,7 +171,7 @@ class WebConcurrencyPolicy(ApiModel):
 class PatchPolicy(ApiModel):
     min_change: float = Field(default=0.10, ge=0.0, le=1.0)
     max_step_up: float = Field(default=2.0, ge=1.0, le=10.0)
-    max_step_down: float = Field(default=0.5, gt=0.0, le=1.0)
+    max_step_down: float = Field(default=0.25, gt=0.0, le=1.0)
     cooldown: DurationMs = Field(default=parse_duration_ms("24h"), ge=0)
     max_concurrent_rollouts: int = Field(default=1, ge=1, le=100)
 
@@ -196,6 +196,7 @@ class PrometheusPolicy(ApiModel):
     ca_bundle_secret_ref: SecretKeyRef | None = None
     insecure_skip_verify: bool = False
     timeout: DurationMs = Field(default=parse_duration_ms("30s"), ge=1000)
+    concurrency: int = Field(default=4, ge=1, le=32)
 
     @model_validator(mode="after")
     def _one_auth(self) -> Self:

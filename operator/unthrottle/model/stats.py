@@ -142,3 +142,6 @@ class ContainerStats(FrozenApiModel):
     cpu: CpuStats
     memory: MemoryStats | None = None
     history: tuple[ConfigurationStats, ...] = ()
+    # The largest allocatable CPU of any node: a limit above it buys nothing, a request
+    # above it is never scheduled. None: not known (no limit is capped by it).
+    node_allocatable_cpu: Millicores | None = Field(default=None, ge=1)

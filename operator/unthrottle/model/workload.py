@@ -36,6 +36,9 @@ class DeploymentInfo(FrozenApiModel):
 
     ref: WorkloadRef
     uid: str = ""
+    # metadata.resourceVersion as read: a patch carries it, so that a write by anyone
+    # else in between fails (HTTP 409) instead of being overwritten.
+    resource_version: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     template_annotations: dict[str, str] = Field(default_factory=dict)

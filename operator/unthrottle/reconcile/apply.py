@@ -4,21 +4,33 @@ Each write is exactly what the plan says, in its order: per Deployment the patch
 annotation), its Events, its ThrottleRecommendation; then the stale trecs; then the
 policy's status, last, so a pass that fails half-way is retried as not done. An Event
 that cannot be posted is logged and the pass goes on (it is worth less than the pass).
+
+A patch carries the resourceVersion the Deployment was read at. When someone else wrote
+the Deployment in between (the API server answers 409 Conflict and changes nothing), the
+Deployment is read again and its plan made again from what it is now (``replan``, see
+:func:`replanner`): their change is decided on, never overwritten. A rollback that meets
+a conflict fails the pass, which is retried from a fresh read.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from unthrottle.model.workload import DeploymentInfo
-from unthrottle.reconcile.plan import PassPlan, PlannedEvent, RollbackPlan
-from unthrottle.reconcile.snapshot import Instant
+from unthrottle.reconcile.plan import (
+    PassPlan,
+    PlannedEvent,
+    RollbackPlan,
+    WorkloadPlan,
+    plan_pass,
+)
+from unthrottle.reconcile.snapshot import ClusterSnapshot, Instant, PolicyObject
 from unthrottle.reconcile.status import as_merge_patch
 from unthrottle.sources.kubeapi import KubernetesError
 from unthrottle.sources.kubernetes import KubernetesSource
 
-__all__ = ["apply_plan", "apply_rollbacks"]
+__all__ = ["Replan", "apply_plan", "apply_rollbacks", "replanner"]
 
 logger = logging.getLogger("unthrottle.reconcile")
 
@@ -48,6 +60,55 @@ def _post_events(
     return posted
 
 
+Replan = Callable[[DeploymentInfo], WorkloadPlan | None]
+CONFLICT = 409
+MAX_ATTEMPTS = 3  # writes of one Deployment that meet a conflict before the pass gives up
+
+
+def replanner(
+    policy: PolicyObject, snapshot: ClusterSnapshot, kube: KubernetesSource, now: Instant
+) -> Replan:
+    """The plan of one Deployment read again, with the pass's metrics (None: it is gone
+    or no longer this policy's)."""
+
+    def replan(stale: DeploymentInfo) -> WorkloadPlan | None:
+        fresh = kube.deployment(stale.ref, policy.spec.web_concurrency.env_name)
+        if fresh is None:
+            return None
+        again = plan_pass(
+            policy, ClusterSnapshot(**{**vars(snapshot), "deployments": (fresh,)}), now
+        )
+        return next((w for w in again.workloads if w.deployment.ref == stale.ref), None)
+
+    return replan
+
+
+def _write_deployment(
+    kube: KubernetesSource, workload: WorkloadPlan, replan: Replan | None
+) -> WorkloadPlan | None:
+    """The patch or the annotation of ``workload``; the plan that was written."""
+    for _ in range(MAX_ATTEMPTS):
+        ref = workload.deployment.ref
+        if workload.patch is None:
+            if workload.annotations is not None:
+                kube.annotate_deployment(ref, workload.annotations)
+            return workload
+        try:
+            kube.patch_deployment(ref, workload.patch, workload.deployment.resource_version)
+            return workload
+        except KubernetesError as exc:
+            if exc.status != CONFLICT or replan is None:
+                raise
+            logger.info("%s changed since it was read: deciding again", ref)
+            again = replan(workload.deployment)
+            if again is None:
+                return None
+            workload = again
+    raise KubernetesError(
+        f"{workload.deployment.ref} changed {MAX_ATTEMPTS} times while being patched", CONFLICT
+    )
+
+
 def apply_rollbacks(
     kube: KubernetesSource, rollbacks: Iterable[RollbackPlan], now: Instant
 ) -> list[tuple[str, str]]:
@@ -55,22 +116,26 @@ def apply_rollbacks(
     events = []
     for rollback in rollbacks:
         if rollback.patch is not None:
-            kube.patch_deployment(rollback.deployment.ref, rollback.patch)
+            deployment = rollback.deployment
+            kube.patch_deployment(deployment.ref, rollback.patch, deployment.resource_version)
         if rollback.annotations is not None:
             kube.annotate_deployment(rollback.deployment.ref, rollback.annotations)
         events += _post_events(kube, rollback.deployment, [rollback.event], now)
     return events
 
 
-def apply_plan(kube: KubernetesSource, plan: PassPlan, now: Instant) -> list[tuple[str, str]]:
-    """Write every outcome of ``plan``; the Events posted, as (workload, reason)."""
+def apply_plan(
+    kube: KubernetesSource, plan: PassPlan, now: Instant, replan: Replan | None = None
+) -> list[tuple[str, str]]:
+    """Write every outcome of ``plan``; the Events posted, as (workload, reason).
+
+    ``replan`` decides again for a Deployment whose patch met a conflict; without it the
+    conflict is raised."""
     events = []
-    for workload in plan.workloads:
-        ref = workload.deployment.ref
-        if workload.patch is not None:
-            kube.patch_deployment(ref, workload.patch)
-        elif workload.annotations is not None:
-            kube.annotate_deployment(ref, workload.annotations)
+    for planned in plan.workloads:
+        workload = _write_deployment(kube, planned, replan)
+        if workload is None:
+            continue  # gone, or no longer this policy's, since it was read
         events += _post_events(kube, workload.deployment, workload.events, now)
         kube.upsert_recommendation(
             workload.deployment, plan.policy, workload.trec_spec, workload.trec_status

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from unthrottle.engine.guardrails import (
-    apply_step_limit,
     cooldown_remaining_ms,
     is_worth_rollout,
+    step,
 )
 from unthrottle.engine.workers import manages_workers
 from unthrottle.model.names import (
@@ -43,6 +43,7 @@ from unthrottle.model.names import (
 from unthrottle.model.policy import ThrottlePolicySpec
 from unthrottle.model.quantity import (
     MILLICORES_PER_CORE,
+    describe_millicores,
     format_bytes,
     format_duration,
     format_millicores,
@@ -78,6 +79,7 @@ class PatchContext:
     hpa_on_cpu: bool = False
     last_patched_ms: int | None = None
     rollout_slots: int = 1
+    largest_node_cpu: int | None = None  # millicores; a pod requesting more never schedules
 
 
 @dataclass(frozen=True)
@@ -127,10 +129,8 @@ def _stepped(
 ) -> ContainerResources:
     """The recommendation within the step limits of one patch, still self-consistent."""
     patch = policy.patch
-    request = apply_step_limit(current.cpu_request, rec.cpu_request, patch)
-    limit = (
-        None if rec.cpu_limit is None else apply_step_limit(current.cpu_limit, rec.cpu_limit, patch)
-    )
+    request = step(current.cpu_request, rec.cpu_request, patch)
+    limit = None if rec.cpu_limit is None else step(current.cpu_limit, rec.cpu_limit, patch)
     if limit is not None:
         # The request moves within its own step limits; the limit (also a new one) is
         # raised to it rather than the request cut to the limit (500m → 20m in one step).
@@ -138,14 +138,12 @@ def _stepped(
     if limit is not None and rec.web_concurrency is not None and limit % MILLICORES_PER_CORE:
         limit = round_up(limit, MILLICORES_PER_CORE)  # workers stay whole cores
     memory_limit = (
-        None
-        if rec.memory_limit is None
-        else apply_step_limit(current.memory_limit, rec.memory_limit, patch)
+        None if rec.memory_limit is None else step(current.memory_limit, rec.memory_limit, patch)
     )
     memory_request = (
         None
         if rec.memory_request is None
-        else apply_step_limit(current.memory_request, rec.memory_request, patch)
+        else step(current.memory_request, rec.memory_request, patch)
     )
     if memory_limit is not None and memory_request is not None:
         memory_request = min(memory_request, memory_limit)
@@ -266,6 +264,23 @@ def _skip_all(results: Mapping[str, RecommendationResult], reason: str) -> Deplo
     return DeploymentDecision(tuple(decisions), skip_reason=reason)
 
 
+def _unschedulable(
+    deployment: DeploymentInfo,
+    targets: Mapping[str, ContainerResources],
+    largest_node_cpu: int | None,
+) -> str:
+    """Why the patched pod would fit on no node, or "" (requests are what the scheduler sums)."""
+    if largest_node_cpu is None:
+        return ""
+    requested = sum(targets.get(c.name, c).cpu_request or 0 for c in deployment.containers)
+    if requested <= largest_node_cpu:
+        return ""
+    return (
+        f"unschedulable: the pod would request {describe_millicores(requested)} CPU, more than "
+        f"the largest node's allocatable {describe_millicores(largest_node_cpu)}"
+    )
+
+
 def decide(
     deployment: DeploymentInfo,
     results: Mapping[str, RecommendationResult],
@@ -324,6 +339,9 @@ def decide(
                 targets.urgent = True
     if not targets.values:
         return _skip_all(results, "no-recommendation: no container has a recommendation")
+    unschedulable = _unschedulable(deployment, targets.values, context.largest_node_cpu)
+    if unschedulable:
+        return _skip_all(results, unschedulable)
     if not targets.urgent and not is_worth_rollout(targets.pairs, policy.patch):
         return _skip_all(
             results,

@@ -33,11 +33,17 @@ from unthrottle.model.names import (
     ROLLBACK_ANNOTATION,
 )
 from unthrottle.model.policy import Mode, ThrottlePolicySpec
-from unthrottle.model.recommendation import NoRecommendation, RecommendationResult
+from unthrottle.model.quantity import describe_millicores
+from unthrottle.model.recommendation import (
+    Diagnosis,
+    NoRecommendation,
+    Recommendation,
+    RecommendationResult,
+)
 from unthrottle.model.stats import ContainerStats
 from unthrottle.model.status import Condition, ThrottlePolicyStatus
 from unthrottle.model.workload import DeploymentInfo, WorkloadRef
-from unthrottle.reconcile.patch import PatchContext, decide, rollback_patch
+from unthrottle.reconcile.patch import DeploymentDecision, PatchContext, decide, rollback_patch
 from unthrottle.reconcile.schedule import parse_timestamp_ms
 from unthrottle.reconcile.scope import (
     is_ignored,
@@ -47,9 +53,16 @@ from unthrottle.reconcile.scope import (
     selects,
     split_governed,
 )
-from unthrottle.reconcile.snapshot import ClusterSnapshot, Instant, PassFailure, PolicyObject
+from unthrottle.reconcile.snapshot import (
+    ClusterSnapshot,
+    Instant,
+    MetricsSnapshot,
+    PassFailure,
+    PolicyObject,
+)
 from unthrottle.reconcile.status import (
     WorkloadOutcome,
+    annotation_changed,
     as_merge_patch,
     condition,
     policy_status,
@@ -123,9 +136,21 @@ class PassPlan:
 
 
 def _condition(
-    kind: str, ok: bool, reason: str, message: str, *, generation: int, now: Instant
+    kind: str, ok: bool | None, reason: str, message: str, *, generation: int, now: Instant
 ) -> Condition:
     return condition(kind, ok, reason, message, now_text=now.text, generation=generation)
+
+
+def _prometheus_condition(metrics: MetricsSnapshot, *, generation: int, now: Instant) -> Condition:
+    """Reachable once a query was answered; a partial answer says what Prometheus warned."""
+    if not metrics.answered:
+        message = "no Deployment in scope: nothing was asked of Prometheus"
+        return _condition(
+            "PrometheusReachable", None, "NotQueried", message, generation=generation, now=now
+        )
+    reason = "PartialAnswer" if metrics.partial else "Answered"
+    message = "; ".join(metrics.warnings)
+    return _condition("PrometheusReachable", True, reason, message, generation=generation, now=now)
 
 
 def plan_failure(
@@ -243,19 +268,55 @@ def _recommend_all(
 ) -> dict[WorkloadRef, list[Row]]:
     assert snapshot.metrics is not None
     rows: dict[WorkloadRef, list[Row]] = {}
-    for item in join(deployments, snapshot.metrics.workloads):
+    for item in join(deployments, snapshot.metrics.workloads, snapshot.metrics.unusable_series):
         applied = policy_for(item.deployment, spec)
         if isinstance(item.stats, NoRecommendation):
             row: Row = (item.container.name, item.stats, None)
         else:
-            row = (item.container.name, recommend(item.stats, applied), item.stats)
+            found = item.stats
+            if snapshot.largest_node_cpu is not None:
+                found = found.model_copy(update={"node_allocatable_cpu": snapshot.largest_node_cpu})
+            row = (item.container.name, recommend(found, applied), found)
         rows.setdefault(item.ref, []).append(row)
     return rows
 
 
-def _first_code(trec: Mapping[str, Any]) -> str:
-    containers = trec.get("containers") or []
-    return str(containers[0].get("reason", "")).partition(":")[0] if containers else ""
+def _skip_codes(trec: Mapping[str, Any]) -> set[str]:
+    """The reason codes a trec's containers were skipped for in the last pass."""
+    return {
+        str(c.get("reason", "")).partition(":")[0]
+        for c in trec.get("containers") or []
+        if c.get("action") == "Skipped"
+    }
+
+
+def _capped_events(
+    decision: DeploymentDecision, previous: Mapping[str, Any], target: float
+) -> list[PlannedEvent]:
+    """A Warning for each container newly ``capped``: told once, when it becomes so."""
+    before = {
+        c.get("name"): Diagnosis.CAPPED.value in (c.get("diagnosis") or ())
+        for c in previous.get("containers") or []
+    }
+    events = []
+    for container in decision.containers:
+        result = container.result
+        if not isinstance(result, Recommendation) or Diagnosis.CAPPED not in result.diagnosis:
+            continue
+        if before.get(container.name):
+            continue
+        assert result.cpu_limit is not None
+        events.append(
+            PlannedEvent(
+                "Capped",
+                f"{container.name}: the CPU limit is capped at "
+                f"{describe_millicores(result.cpu_limit)} and still projects "
+                f"{result.projected_throttle_ratio:.1%} throttled (target {target:.1%}); "
+                "raise cpu.maxLimit or give it larger nodes",
+                warning=True,
+            )
+        )
+    return events
 
 
 def _patched_message(outcome: WorkloadOutcome) -> str:
@@ -295,13 +356,16 @@ def _plan_workload(
         patch = decision.patch
         patch["metadata"]["annotations"][RECOMMENDATION_ANNOTATION] = annotation
         events.append(PlannedEvent("Patched", _patched_message(outcome)))
-    elif deployment.annotations.get(RECOMMENDATION_ANNOTATION) != annotation:
+    elif annotation_changed(
+        deployment.annotations.get(RECOMMENDATION_ANNOTATION), annotation, applied.patch.min_change
+    ):
         annotations = {RECOMMENDATION_ANNOTATION: annotation}
+    events += _capped_events(decision, previous, applied.throttle_target)
     summary = previous.get("summary") or {}
     if (
         context.auto_patch
         and decision.skip_reason
-        and (summary.get("action") != "Skipped" or _first_code(previous) != decision.skip_code)
+        and (summary.get("action") != "Skipped" or decision.skip_code not in _skip_codes(previous))
     ):
         events.append(PlannedEvent("Skipped", decision.skip_reason))
     status = trec_status(outcome, policy.name, now.text)
@@ -360,6 +424,7 @@ def plan_pass(policy: PolicyObject, snapshot: ClusterSnapshot, now: Instant) -> 
             hpa_on_cpu=(deployment.ref.namespace, deployment.ref.name) in snapshot.cpu_autoscaled,
             last_patched_ms=parse_timestamp_ms(deployment.annotations.get(LAST_PATCHED_ANNOTATION)),
             rollout_slots=slots,
+            largest_node_cpu=snapshot.largest_node_cpu,
         )
         key = (deployment.ref.namespace, deployment.ref.name)
         plan = _plan_workload(
@@ -384,9 +449,7 @@ def plan_pass(policy: PolicyObject, snapshot: ClusterSnapshot, now: Instant) -> 
             generation=policy.generation,
             now=now,
         ),
-        _condition(
-            "PrometheusReachable", True, "Answered", "", generation=policy.generation, now=now
-        ),
+        _prometheus_condition(metrics, generation=policy.generation, now=now),
     ]
     status = policy_status(
         [p.outcome for p in plans],
@@ -396,7 +459,8 @@ def plan_pass(policy: PolicyObject, snapshot: ClusterSnapshot, now: Instant) -> 
         now_text=now.text,
         target=spec.throttle_target,
         overlaps=overlaps,
-        message="Prometheus warned the data may be partial; nothing was patched"
+        message=f"Prometheus warned the data may be partial ({'; '.join(metrics.warnings)}); "
+        "nothing was patched"
         if metrics.partial
         else "",
     )

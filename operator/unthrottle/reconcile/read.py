@@ -3,11 +3,11 @@ through the Prometheus source, and the one builder of a policy's Prometheus conf
 
 Every read a pass makes is here, so what a pass costs the API server and Prometheus can be
 seen in one place: namespaces (one list), Deployments (one list per namespace in scope),
-ThrottlePolicies (one list, for precedence), HPAs (per AutoPatch namespace), this policy's
-ThrottleRecommendations (one list), ReplicaSets (per namespace, to map pods), pods and
-their ReplicaSets again (per namespace holding a Deployment with the burst annotation: the
-burst the node agent reports applied), and the Prometheus fetch (a fixed number of queries
-for the whole scope). Nothing here decides.
+ThrottlePolicies (one list, for precedence), nodes (one list, for the largest), HPAs (per
+AutoPatch namespace), this policy's ThrottleRecommendations (one list), ReplicaSets (per
+namespace, to map pods), pods and their ReplicaSets again (per namespace holding a
+Deployment with the burst annotation: the burst the node agent reports applied), and the
+Prometheus fetch (a fixed number of queries for the whole scope). Nothing here decides.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def prometheus_config(
     insecure_skip_verify: bool | None = None,
     timeout_seconds: float | None = None,
     extra_matchers: Mapping[str, str] | None = None,
+    concurrency: int | None = None,
 ) -> PrometheusConfig:
     """How to read Prometheus for a policy: its matchers, CFS period, TLS and timeout, with
     the credentials and overrides of the caller (the operator's Secrets, the CLI's flags)."""
@@ -76,6 +77,7 @@ def prometheus_config(
         timeout_seconds=p.timeout / 1000 if timeout_seconds is None else timeout_seconds,
         extra_matchers={**p.match_labels, **(extra_matchers or {})},
         cfs_period_us=spec.cpu.cfs_period * 1000,
+        concurrency=p.concurrency if concurrency is None else concurrency,
     )
 
 
@@ -171,6 +173,7 @@ def read_cluster(
         deployments=candidates,
         rivals=snapshot.rivals,
         cpu_autoscaled=frozenset(kube.cpu_autoscaled(sorted(auto))) if auto else frozenset(),
+        largest_node_cpu=kube.largest_node_cpu(),
         recommendations=recommendations,
     )
 
@@ -210,5 +213,7 @@ def read_metrics(
         source=config.display_url,
         missing_series=fetched.missing_series,
         warnings=tuple(fetched.warnings),
+        answered=fetched.queries > 0,
+        unusable_series=fetched.unusable_series,
     )
     return metrics, fetched

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from unthrottle.reconcile.apply import apply_plan, apply_rollbacks
+from unthrottle.reconcile.apply import Replan, apply_plan, apply_rollbacks, replanner
 from unthrottle.reconcile.plan import PassPlan, plan_failure, plan_pass, plan_rollbacks
 from unthrottle.reconcile.read import (
     PrometheusFactory,
@@ -141,12 +141,13 @@ def _run(
     now: Instant,
     prometheus: PrometheusFactory,
     result: PassResult,
-) -> PassPlan:
+) -> tuple[PassPlan, Replan | None]:
     timed = _Timer(result.steps)
     policy = parse_policy(body)
     if isinstance(policy, PassFailure):
         metadata = body.get("metadata") or {}
-        return plan_failure(metadata["name"], metadata.get("generation") or 0, None, policy, now)
+        generation = metadata.get("generation") or 0
+        return plan_failure(metadata["name"], generation, None, policy, now), None
     snapshot = _snapshot(
         policy, kube=kube, settings=settings, now=now, prometheus=prometheus, timed=timed
     )
@@ -160,7 +161,7 @@ def _run(
                 cluster = read_cluster(policy, kube, settings.bounds)
             snapshot = ClusterSnapshot(**{**vars(cluster), "metrics": snapshot.metrics})
     with timed("plan"):
-        return plan_pass(policy, snapshot, now)
+        return plan_pass(policy, snapshot, now), replanner(policy, snapshot, kube, now)
 
 
 def reconcile_policy(
@@ -173,9 +174,11 @@ def reconcile_policy(
     """One pass of one ThrottlePolicy (the object as the API server returns it)."""
     started = time.monotonic()
     result = PassResult(policy["metadata"]["name"], ok=False)
-    plan = _run(policy, kube=kube, settings=settings, now=now, prometheus=prometheus, result=result)
+    plan, replan = _run(
+        policy, kube=kube, settings=settings, now=now, prometheus=prometheus, result=result
+    )
     with _Timer(result.steps)("apply"):
-        result.events += apply_plan(kube, plan, now)
+        result.events += apply_plan(kube, plan, now, replan)
     counts = plan.status.counts
     result.ok, result.message, result.plan = plan.ok, plan.message, plan
     result.prometheus_error = plan.prometheus_error

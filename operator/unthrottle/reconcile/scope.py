@@ -36,6 +36,7 @@ __all__ = [
     "selects",
     "split_governed",
     "tier_for",
+    "unusable_text",
 ]
 
 
@@ -141,10 +142,40 @@ def configured(
     )
 
 
+def unusable_text(unusable: Mapping[str, int]) -> str:
+    """``Prometheus answered unusable values (NaN, ±Inf or negative) of X (n), Y (m)``."""
+    named = ", ".join(f"{name} ({count})" for name, count in sorted(unusable.items()))
+    return f"Prometheus answered unusable values (NaN, ±Inf or negative) of {named}"
+
+
+def _no_statistics(
+    container: str, ref: WorkloadRef, unusable: Mapping[str, int]
+) -> NoRecommendation:
+    if unusable:
+        # Present in the index, but what came back cannot be computed with.
+        return NoRecommendation(
+            reason=NoRecommendationReason.METRICS_UNAVAILABLE,
+            message=f"no usable CPU statistics for container {container} of {ref}: "
+            + unusable_text(unusable),
+        )
+    return NoRecommendation(
+        reason=NoRecommendationReason.MISSING_METRICS,
+        message=(
+            f"no CPU series for container {container} of {ref} "
+            "in the window (no pods ran, or Prometheus does not scrape them)"
+        ),
+    )
+
+
 def join(
-    deployments: Iterable[DeploymentInfo], workloads: Iterable[WorkloadStats]
+    deployments: Iterable[DeploymentInfo],
+    workloads: Iterable[WorkloadStats],
+    unusable: Mapping[str, int] | None = None,
 ) -> list[ContainerInScope]:
-    """Every container of every Deployment not opted out, with its statistics if any."""
+    """Every container of every Deployment not opted out, with its statistics if any.
+
+    ``unusable``: the series Prometheus answered unusable values of (a container without
+    statistics then says so, not that its series are missing)."""
     by_ref = {w.ref: w for w in workloads}
     joined: list[ContainerInScope] = []
     for deployment in sorted(deployments, key=lambda d: (d.ref.namespace, d.ref.name)):
@@ -156,13 +187,7 @@ def join(
             stats = seen.get(container.name)
             result: ContainerStats | NoRecommendation
             if stats is None:
-                result = NoRecommendation(
-                    reason=NoRecommendationReason.MISSING_METRICS,
-                    message=(
-                        f"no CPU series for container {container.name} of {deployment.ref} "
-                        "in the window (no pods ran, or Prometheus does not scrape them)"
-                    ),
-                )
+                result = _no_statistics(container.name, deployment.ref, unusable or {})
             else:
                 result = configured(stats, container)
             joined.append(ContainerInScope(deployment, container, result))

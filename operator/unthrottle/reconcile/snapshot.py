@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from unthrottle.model.fields import validation_message as one_line
 from unthrottle.model.policy import ThrottlePolicySpec
 from unthrottle.model.status import ThrottlePolicyStatus
 from unthrottle.model.workload import DeploymentInfo, WorkloadStats
@@ -76,13 +77,7 @@ class PolicyObject:
 
 def validation_message(error: ValidationError) -> str:
     """Every violation, with its path from the object's root as the API server names it."""
-    # "spec.cpu: ...", and "spec: ..." for a rule across fields (not ": ...").
-    return "; ".join(
-        ".".join(["spec", *(str(p) for p in e["loc"])])
-        + ": "
-        + str(e["msg"]).removeprefix("Value error, ")
-        for e in error.errors(include_url=False)
-    )
+    return one_line(error, "spec")
 
 
 def parse_policy(body: Mapping[str, Any]) -> PolicyObject | PassFailure:
@@ -115,6 +110,10 @@ class MetricsSnapshot:
     source: str  # the Prometheus URL, without credentials
     missing_series: frozenset[str] = frozenset()
     warnings: tuple[str, ...] = ()  # a partial answer's warnings (Thanos, Mimir)
+    # False when nothing was asked (no Deployment in scope): reachability is then unknown.
+    answered: bool = True
+    # Series whose values Prometheus answered as NaN, ±Inf or negative: name → values.
+    unusable_series: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def partial(self) -> bool:
@@ -132,6 +131,7 @@ class ClusterSnapshot:
     govern first). ``recommendations`` are the trec statuses this policy wrote, by
     (namespace, name), in every namespace. ``failure`` is set when reading could not
     finish (no Prometheus, bad credentials, Prometheus down): nothing is decided then.
+    ``largest_node_cpu`` caps every limit and holds back a pod that would not fit.
     """
 
     bounds: OperatorScope
@@ -139,6 +139,7 @@ class ClusterSnapshot:
     deployments: tuple[DeploymentInfo, ...] = ()
     rivals: tuple[Rival, ...] = ()
     cpu_autoscaled: frozenset[tuple[str, str]] = frozenset()
+    largest_node_cpu: int | None = None  # millicores allocatable; None: unknown, no cap
     recommendations: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     metrics: MetricsSnapshot | None = None
     failure: PassFailure | None = None

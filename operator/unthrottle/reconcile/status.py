@@ -8,13 +8,24 @@ functions, so the two read alike.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from unthrottle.engine.guardrails import relative_change
 from unthrottle.model.policy import Tier
-from unthrottle.model.quantity import format_bytes, format_millicores
-from unthrottle.model.recommendation import NoRecommendation, Recommendation, output_fields
+from unthrottle.model.quantity import (
+    format_bytes,
+    format_millicores,
+    parse_bytes,
+    parse_millicores,
+)
+from unthrottle.model.recommendation import (
+    NoRecommendation,
+    Recommendation,
+    RecommendationResult,
+    output_fields,
+)
 from unthrottle.model.stats import ContainerResources, ContainerStats
 from unthrottle.model.status import (
     Condition,
@@ -36,6 +47,7 @@ from unthrottle.reconcile.patch import ContainerDecision, DeploymentDecision
 __all__ = [
     "TOP_OFFENDERS",
     "WorkloadOutcome",
+    "annotation_changed",
     "as_merge_patch",
     "change",
     "condition",
@@ -185,22 +197,95 @@ def trec_status(
     )
 
 
+# The recommendation annotation holds what is recommended, never why or when: the
+# explanation, evidence and projection change with every window and live in the trec. A
+# Deployment annotation change bumps metadata.generation and is copied to the ReplicaSet.
+_ANNOTATION_QUANTITIES: dict[str, Callable[[Any], int]] = {
+    "cpuRequest": parse_millicores,
+    "cpuLimit": parse_millicores,
+    "memoryRequest": parse_bytes,
+    "memoryLimit": parse_bytes,
+    "cpuBurstUs": int,
+    "webConcurrency": int,
+}
+_ANNOTATION_LABELS = ("diagnosis", "reason")
+
+
+def _annotation_fields(result: RecommendationResult) -> dict[str, object]:
+    fields = output_fields(result)
+    return {k: fields[k] for k in (*_ANNOTATION_QUANTITIES, *_ANNOTATION_LABELS)}
+
+
 def recommendation_annotation(outcome: WorkloadOutcome, policy: str) -> str:
-    """``unthrottle.dev/recommendation``: every container's recommend output, compact JSON."""
+    """``unthrottle.dev/recommendation``: every container's recommended values, compact JSON."""
     document = {
         "policy": policy,
         "tier": outcome.tier.value,
-        "containers": {d.name: output_fields(d.result) for d in outcome.decision.containers},
+        "containers": {d.name: _annotation_fields(d.result) for d in outcome.decision.containers},
     }
     return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
 
+def _container_moved(before: object, after: object, min_change: float) -> bool:
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return True
+    if set(before) != set(after):
+        return True  # an older layout (with explanations) is written anew once
+    if any(before[k] != after[k] for k in _ANNOTATION_LABELS):
+        return True
+    for key, parse in _ANNOTATION_QUANTITIES.items():
+        old, new = before[key], after[key]
+        if old is None or new is None:
+            if old != new:
+                return True
+            continue
+        try:
+            pair = parse(old), parse(new)
+        except (TypeError, ValueError):
+            return True
+        if pair[0] != pair[1] and relative_change(*pair) >= min_change:
+            return True
+    return False
+
+
+def annotation_changed(current: str | None, new: str, min_change: float) -> bool:
+    """Whether ``new`` differs from the annotation ``current`` beyond the hysteresis.
+
+    Policy, tier, containers, diagnoses and reasons are compared as they are; each
+    quantity moves only by at least ``patch.minChange`` (590m → 600m at 10%: not written).
+    An annotation that does not parse is replaced.
+    """
+    if current is None:
+        return True
+    try:
+        before = json.loads(current)
+    except ValueError:
+        return True
+    after = json.loads(new)
+    if not isinstance(before, dict) or {k: before.get(k) for k in ("policy", "tier")} != {
+        k: after[k] for k in ("policy", "tier")
+    }:
+        return True
+    old_containers = before.get("containers")
+    if not isinstance(old_containers, dict) or set(old_containers) != set(after["containers"]):
+        return True
+    return any(
+        _container_moved(old_containers[name], fields, min_change)
+        for name, fields in after["containers"].items()
+    )
+
+
 def condition(
-    kind: str, ok: bool, reason: str, message: str, *, now_text: str, generation: int
+    kind: str, ok: bool | None, reason: str, message: str, *, now_text: str, generation: int
 ) -> Condition:
+    """A condition; ``ok`` None is status Unknown (nothing could tell)."""
     return Condition(
         type=kind,
-        status=ConditionStatus.TRUE if ok else ConditionStatus.FALSE,
+        status=ConditionStatus.UNKNOWN
+        if ok is None
+        else ConditionStatus.TRUE
+        if ok
+        else ConditionStatus.FALSE,
         reason=reason,
         message=message,
         last_transition_time=now_text,

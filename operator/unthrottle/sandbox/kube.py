@@ -136,6 +136,19 @@ class KubeSandbox:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def is_built(self) -> bool:
+        """Whether :meth:`start` finds the control plane built (else it builds it first)."""
+        if self.attached:
+            return True
+        done = subprocess.run(
+            ["bash", str(SCRIPT), "built"],
+            env={**os.environ, **self._env},
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        return done.returncode == 0
+
     def start(self) -> Self:
         """Start the sandbox (build it first if needed); attached: check the cluster answers."""
         if self.running:

@@ -12,6 +12,7 @@ this module keeps the package's configuration and speaks plain JSON over ``reque
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any
 
 import requests
 from kubernetes import client, config
+
+from unthrottle.sources.tls import unverified
 
 __all__ = [
     "MERGE_PATCH",
@@ -56,11 +59,16 @@ class KubeApi:
         if configuration.cert_file and configuration.key_file:
             self._cert = (configuration.cert_file, configuration.key_file)
         self.host = configuration.host.rstrip("/")
+        if self._verify is False:
+            unverified(self.host)
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None) -> KubeApi:
         """From a kubeconfig file, else in-cluster credentials, else ~/.kube/config."""
         configuration = client.Configuration()
+        if path and not any(Path(p).expanduser().is_file() for p in path.split(os.pathsep)):
+            # The client says "Invalid kube-config file. No configuration found." for this.
+            raise KubernetesError(f"kubeconfig {path} does not exist (give --kubeconfig PATH)")
         try:
             if path:
                 config.load_kube_config(config_file=path, client_configuration=configuration)
@@ -68,6 +76,12 @@ class KubeApi:
                 try:
                     config.load_incluster_config(client_configuration=configuration)
                 except config.ConfigException:
+                    default = Path(config.KUBE_CONFIG_DEFAULT_LOCATION).expanduser()
+                    if not default.is_file():
+                        raise KubernetesError(
+                            f"not in a cluster, and kubeconfig {default} does not exist "
+                            "(give --kubeconfig PATH)"
+                        ) from None
                     config.load_kube_config(client_configuration=configuration)
         except (config.ConfigException, OSError, ValueError) as exc:
             raise KubernetesError(f"cannot load a kubeconfig ({path or 'default'}): {exc}") from exc

@@ -112,6 +112,7 @@ def deployment_info(deployment: Mapping[str, Any], env_name: str) -> DeploymentI
     return DeploymentInfo(
         ref=WorkloadRef(namespace=metadata["namespace"], name=metadata["name"]),
         uid=metadata.get("uid") or "",
+        resource_version=metadata.get("resourceVersion") or "",
         labels=dict(metadata.get("labels") or {}),
         annotations=dict(metadata.get("annotations") or {}),
         template_annotations=template_annotations,
@@ -198,6 +199,17 @@ class KubernetesSource:
             for n in self._items("/api/v1/namespaces")
         }
 
+    def largest_node_cpu(self) -> int | None:
+        """The largest allocatable CPU of any schedulable node, in millicores (None: no node)."""
+        sizes = [
+            parse_millicores(str(cpu))
+            for node in self._items("/api/v1/nodes")
+            if not (node.get("spec") or {}).get("unschedulable")
+            and (cpu := ((node.get("status") or {}).get("allocatable") or {}).get("cpu"))
+            is not None
+        ]
+        return max(sizes, default=None)
+
     def namespaces(self, selector: str = "", exclude: Iterable[str] = ()) -> list[str]:
         """Namespace names matching ``selector``, without ``exclude``."""
         skip = set(exclude)
@@ -222,6 +234,16 @@ class KubernetesSource:
                 )
             ]
         return [deployment_info(item, env_name) for item in items]
+
+    def deployment(self, ref: WorkloadRef, env_name: str) -> DeploymentInfo | None:
+        """One Deployment read again (None: it is gone)."""
+        path = f"/apis/apps/v1/namespaces/{ref.namespace}/deployments/{ref.name}"
+        try:
+            return deployment_info(self.api.get(path), env_name)
+        except KubernetesError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     def replicaset_owners(self, namespaces: Iterable[str] | None) -> dict[tuple[str, str], str]:
         """(namespace, ReplicaSet) → the Deployment that owns it."""
@@ -321,9 +343,19 @@ class KubernetesSource:
 
     # --- writing ---------------------------------------------------------------------
 
-    def patch_deployment(self, ref: WorkloadRef, body: Mapping[str, Any]) -> None:
-        """A strategic-merge patch (lists of containers and env merge by name)."""
+    def patch_deployment(
+        self, ref: WorkloadRef, body: Mapping[str, Any], resource_version: str = ""
+    ) -> None:
+        """A strategic-merge patch (lists of containers and env merge by name).
+
+        With ``resource_version`` the API server applies it only to that version of the
+        object: after anyone else's write it answers 409 Conflict (:class:`KubernetesError`
+        with ``status`` 409) and changes nothing.
+        """
         path = f"/apis/apps/v1/namespaces/{ref.namespace}/deployments/{ref.name}"
+        if resource_version:
+            metadata = {**(body.get("metadata") or {}), "resourceVersion": resource_version}
+            body = {**body, "metadata": metadata}
         self.api.patch(path, body, STRATEGIC_MERGE_PATCH)
 
     def annotate_deployment(self, ref: WorkloadRef, annotations: Mapping[str, str | None]) -> None:

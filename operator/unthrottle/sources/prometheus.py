@@ -19,7 +19,8 @@ over the window, sizes the scope from the kube-state-metrics rows, then sends th
 per-chunk queries of each chunk (a scope of up to 10,000 containers is one chunk: 7 HTTP
 requests; 3 chunks cost 17). Values arrive as strings; each is checked with
 ``math.isfinite`` and for sign, and NaN, ±Inf and negative values are dropped and counted
-(``FetchResult.dropped_values``; only an RSS slope may be negative). Required series that
+(``FetchResult.dropped_values``, and by the series they come from in
+``FetchResult.unusable_series``; only an RSS slope may be negative). Required series that
 do not exist at any time in the window are reported in ``FetchResult.missing_series``
 (rules in :mod:`.prometheus_aggregate`).
 
@@ -31,26 +32,37 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
 
 from unthrottle.model.quantity import ceil_div, parse_duration_ms
 from unthrottle.model.workload import WorkloadStats
 from unthrottle.sources.prometheus_aggregate import SIGNED_STATS, Ksm, Tables, assemble
+from unthrottle.sources.prometheus_config import PrometheusConfig
 from unthrottle.sources.prometheus_http import (
+    NamesAnswer,
     PrometheusClient,
-    PrometheusConfig,
     PrometheusError,
     QueryAnswer,
     QueryStats,
+    RangeAnswer,
 )
 from unthrottle.sources.prometheus_queries import (
+    RSS,
     STAT_LABEL,
+    STAT_SERIES,
+    USAGE,
+    USAGE_RULE,
+    ChunkQuery,
     QueryBuilder,
     Resolution,
     Scope,
     plan_chunks,
 )
+from unthrottle.sources.prometheus_range import parse_points, rss_statistics, usage_statistics
 
 __all__ = [
     "FetchResult",
@@ -75,6 +87,11 @@ class FetchResult:
     end: float
     chunks: int
     pods_without_deployment: int  # pods with usage series but no Deployment owner found
+    # The series whose values were unusable (NaN, ±Inf, negative): name → values dropped.
+    unusable_series: Mapping[str, int] = field(default_factory=dict)
+    # The series the CPU usage rates came from: container_cpu_usage_seconds_total, or the
+    # recording rule USAGE_RULE where it is recorded (both when it covers part of a scope).
+    usage_series: tuple[str, ...] = ()
 
     @property
     def partial(self) -> bool:
@@ -83,64 +100,65 @@ class FetchResult:
 
 
 class _Fetch:
-    """The state of one fetch: queries made, warnings, dropped values."""
+    """The state of one fetch: queries made, warnings, dropped values, the tables."""
 
-    def __init__(self, client: PrometheusClient, builder: QueryBuilder, at: float) -> None:
-        self.client = client
+    def __init__(self, builder: QueryBuilder, at: float) -> None:
         self.builder = builder
         self.at = at
         self.queries = 0
         self.stats: list[QueryStats] = []
         self.warnings: list[str] = []
         self.dropped = 0
+        self.unusable: Counter[str] = Counter()
+        self.tables = Tables()
+        self.usage_series: set[str] = set()
 
-    def run(self, name: str, promql: str) -> QueryAnswer:
-        answer = self.client.query(promql, self.at, name=name)
+    def record(self, answer: QueryAnswer | NamesAnswer | RangeAnswer[_Reduced]) -> None:
         self.queries += answer.requests
         self.stats.append(answer.stats)
-        self.warnings.extend(f"{name}: {w}" for w in answer.warnings)
-        return answer
+        self.warnings.extend(f"{answer.stats.name}: {w}" for w in answer.warnings)
 
-    def value(self, raw: str, signed: bool = False) -> float | None:
+    def value(self, raw: str, stat: str) -> float | None:
         try:
             number = float(raw)
         except ValueError:
             number = math.nan
-        if not math.isfinite(number) or (number < 0 and not signed):
+        if not math.isfinite(number) or (number < 0 and stat not in SIGNED_STATS):
             self.dropped += 1
+            self.unusable[STAT_SERIES.get(stat, stat)] += 1
             return None
         return number
 
     def rows(self, answer: QueryAnswer) -> Iterator[tuple[str, Mapping[str, str], float]]:
+        self.record(answer)
         for labels, raw in answer.rows:
             stat = labels.get(STAT_LABEL, "")
-            number = self.value(raw, signed=stat in SIGNED_STATS)
+            number = self.value(raw, stat)
             if number is not None:
                 yield stat, labels, number
 
-    def collect(self, name: str, promql: str, tables: Tables) -> None:
-        for stat, labels, number in self.rows(self.run(name, promql)):
-            tables.add(stat, labels, number)
+    def collect(self, answer: QueryAnswer | RangeAnswer[_Reduced]) -> None:
+        if isinstance(answer, QueryAnswer):
+            for stat, labels, number in self.rows(answer):
+                self.tables.add(stat, labels, number)
+            return
+        self.record(answer)
+        # A range answer's points are usage rates or RSS (the query says which).
+        series = USAGE if answer.stats.name == "cpu-usage" else RSS
+        for labels, (statistics, dropped) in answer.rows:
+            self.dropped += dropped
+            if dropped:
+                self.unusable[series] += dropped
+            for stat, number in statistics.items():
+                self.tables.add(stat, labels, number)
 
-    def ksm(self, scope: Scope) -> Ksm:
+    def ksm(self, answer: QueryAnswer, present: NamesAnswer) -> Ksm:
         out = Ksm()
-        answer = self.run("kube-state-metrics", self.builder.kube_state_metrics(scope))
         for stat, labels, number in self.rows(answer):
             out.add(stat, labels, number)
-        out.present = set(self.present())
+        self.record(present)
+        out.present = set(present.names)
         return out
-
-    def present(self) -> frozenset[str]:
-        """The names of the series a fetch reads that exist at some time in the window."""
-        name = "series-presence"
-        start = self.at - self.builder.resolution.window_seconds
-        answer = self.client.series_names(
-            self.builder.presence_selectors(), start, self.at, name=name
-        )
-        self.queries += answer.requests
-        self.stats.append(answer.stats)
-        self.warnings.extend(f"{name}: {w}" for w in answer.warnings)
-        return answer.names
 
     def result(
         self,
@@ -162,7 +180,22 @@ class _Fetch:
             end=self.at,
             chunks=chunks,
             pods_without_deployment=unowned,
+            unusable_series=dict(self.unusable),
+            usage_series=tuple(sorted(self.usage_series)),
         )
+
+
+_Reduced = tuple[dict[str, float], int]  # a series' statistics, and its dropped points
+
+
+def _reduce_usage(_: Mapping[str, str], raw: Sequence[Any]) -> _Reduced:
+    points, dropped = parse_points(raw)
+    return usage_statistics(points), dropped
+
+
+def _reduce_rss(_: Mapping[str, str], raw: Sequence[Any]) -> _Reduced:
+    points, dropped = parse_points(raw)
+    return rss_statistics(points), dropped
 
 
 class PrometheusSource(PrometheusClient):
@@ -171,6 +204,40 @@ class PrometheusSource(PrometheusClient):
     ``build_info()`` is the health check, ``fetch()`` the statistics of a scope,
     ``query()`` one instant query (for the benchmark); see :class:`PrometheusClient`.
     """
+
+    def _send(self, query: ChunkQuery, builder: QueryBuilder, at: float) -> Answer:
+        if query.kind == "instant":
+            return self.query(query.promql, at, name=query.name)
+        start, end = builder.resolution.range_bounds(at)
+        reduce = _reduce_usage if query.kind == "usage" else _reduce_rss
+        return self.query_range(
+            query.promql, start, end, builder.resolution.step_seconds, reduce, name=query.name
+        )
+
+    def _fill_rule_gaps(
+        self, run: _Fetch, builder: QueryBuilder, pool: _Pool, estimate: Mapping[str, int]
+    ) -> None:
+        """Usage from the raw counter for the containers the rule did not record.
+
+        A container with RSS but no usage from the rule (a namespace the rule leaves out,
+        a pod its join drops) is read from ``container_cpu_usage_seconds_total``: one
+        more query per chunk of the namespaces concerned, only when there are any.
+        """
+        usage = run.tables["count"]
+        gaps = {key for key in run.tables["rss_count"] if key not in usage}
+        if not gaps:
+            return
+        namespaces = {key[0]: estimate.get(key[0], 1) for key in gaps}
+        queries = [
+            next(q for q in builder.chunk_queries(chunk) if q.kind == "usage")
+            for chunk in plan_chunks(namespaces, self.config.max_series_per_query)
+        ]
+        for future in [pool.submit(self._send, q, builder, run.at) for q in queries]:
+            answer = future.result()
+            assert isinstance(answer, RangeAnswer)
+            rows = tuple(row for row in answer.rows if _key_of(row[0]) in gaps)
+            run.collect(RangeAnswer(rows, answer.warnings, answer.stats, answer.requests))
+        run.usage_series.add(USAGE)
 
     def fetch(
         self,
@@ -196,21 +263,62 @@ class PrometheusSource(PrometheusClient):
         )
         at = time.time() if end is None else float(end)
         scope: Scope = None if namespaces is None else tuple(sorted(set(namespaces)))
-        run = _Fetch(self, QueryBuilder(self.config, resolution), at)
+        builder = QueryBuilder(self.config, resolution)
+        run = _Fetch(builder, at)
         if scope == ():
             return run.result((), frozenset(), frozenset(), 0, 0)
-        ksm = run.ksm(scope)
-        chunks: list[Scope]
-        estimate = ksm.containers_per_namespace()
-        if sum(max(1, n) for n in estimate.values()) <= self.config.max_series_per_query:
-            chunks = [scope]
-        else:
-            chunks = list(plan_chunks(estimate, self.config.max_series_per_query))
-        tables = Tables()
-        for chunk in chunks:
-            for name, promql in run.builder.chunk_queries(chunk):
-                run.collect(name, promql, tables)
+        with _Pool(self.config.concurrency) as pool:
+            ksm_answer = pool.submit(
+                self.query, builder.kube_state_metrics(scope), at, name="kube-state-metrics"
+            )
+            present = pool.submit(
+                self.series_names,
+                builder.presence_selectors(),
+                at - resolution.window_seconds,
+                at,
+                name="series-presence",
+            )
+            ksm = run.ksm(ksm_answer.result(), present.result())
+            chunks: list[Scope]
+            estimate = ksm.containers_per_namespace()
+            if sum(max(1, n) for n in estimate.values()) <= self.config.max_series_per_query:
+                chunks = [scope]
+            else:
+                chunks = list(plan_chunks(estimate, self.config.max_series_per_query))
+            rule = builder.uses_rule(ksm.present)
+            sent = [
+                pool.submit(self._send, query, builder, at)
+                for chunk in chunks
+                for query in builder.chunk_queries(chunk, rule)
+            ]
+            for future in sent:
+                run.collect(future.result())
+            if rule:
+                run.usage_series.add(USAGE_RULE)
+                self._fill_rule_gaps(run, builder, pool, estimate)
+            else:
+                run.usage_series.add(USAGE)
         owners = ksm.owners(replicaset_owners or {})
-        workloads, unowned = assemble(tables, ksm, owners, resolution, self.config.cfs_period_us)
+        workloads, unowned = assemble(
+            run.tables, ksm, owners, resolution, self.config.cfs_period_us
+        )
         missing, optional = ksm.series_report()
         return run.result(workloads, missing, optional, len(chunks), unowned)
+
+
+Answer = QueryAnswer | RangeAnswer[_Reduced]
+
+
+def _key_of(labels: Mapping[str, str]) -> tuple[str, str, str]:
+    return (labels.get("namespace", ""), labels.get("pod", ""), labels.get("container", ""))
+
+
+class _Pool(ThreadPoolExecutor):
+    """The fetch's workers: at most ``concurrency`` queries in flight; on an error the
+    queries not started yet are cancelled rather than sent."""
+
+    def __init__(self, concurrency: int) -> None:
+        super().__init__(max_workers=concurrency, thread_name_prefix="prometheus-query")
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.shutdown(wait=True, cancel_futures=exc_type is not None)

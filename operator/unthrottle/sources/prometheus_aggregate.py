@@ -159,6 +159,9 @@ class Tables:
 
     def __init__(self) -> None:
         self.values: dict[str, dict[Key, float]] = defaultdict(dict)
+        # One tuple per key for every statistic (tens of thousands of containers, ~20
+        # statistics each), rather than one per answer row.
+        self._keys: dict[Key, Key] = {}
 
     def __getitem__(self, stat: str) -> dict[Key, float]:
         return self.values[stat]
@@ -167,7 +170,7 @@ class Tables:
         """One answer row; rows without a namespace, pod and container are ignored."""
         key = _key(labels)
         if key is not None:
-            self.values[stat][key] = number
+            self.values[stat][self._keys.setdefault(key, key)] = number
 
     def keys(self) -> set[Key]:
         out: set[Key] = set()

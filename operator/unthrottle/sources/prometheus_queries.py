@@ -45,7 +45,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Final, Literal
 
 from unthrottle.model.quantity import ceil_div, format_duration
 from unthrottle.sources.promql import (
@@ -59,7 +60,7 @@ from unthrottle.sources.promql import (
 )
 
 if TYPE_CHECKING:
-    from unthrottle.sources.prometheus_http import PrometheusConfig
+    from unthrottle.sources.prometheus_config import PrometheusConfig
 
 __all__ = [
     "DEFAULT_MAX_POINTS",
@@ -69,6 +70,9 @@ __all__ = [
     "REQUIRED_SERIES",
     "RESERVED_LABELS",
     "STAT_LABEL",
+    "STAT_SERIES",
+    "USAGE_RULE",
+    "ChunkQuery",
     "QueryBuilder",
     "Resolution",
     "Scope",
@@ -89,6 +93,14 @@ REQUESTS: Final = "kube_pod_container_resource_requests"
 LIMITS: Final = "kube_pod_container_resource_limits"
 LAST_TERMINATED: Final = "kube_pod_container_status_last_terminated_reason"
 RESTARTS: Final = "kube_pod_container_status_restarts_total"
+# kube-prometheus-stack's recording rule (kubernetes-mixin): per container, the sum of
+# rate(container_cpu_usage_seconds_total[5m]) over its series, recorded every evaluation
+# interval. Read instead of the raw counter when a fetch's rate range is 5m as well.
+USAGE_RULE: Final = "node_namespace_pod_container:container_cpu_usage_seconds_total:sum_rate5m"
+USAGE_RULE_RATE_SECONDS: Final = 300
+# Prometheus' default --query.lookback-delta: an instant selector sees a series' last
+# sample up to this long before each step.
+LOOKBACK_SECONDS: Final = 300
 
 CADVISOR_REQUIRED: Final = (USAGE, PERIODS, THROTTLED_PERIODS, RSS, WORKING_SET)
 KSM_SERIES: Final = (POD_OWNER, REPLICASET_OWNER, REQUESTS, LIMITS, LAST_TERMINATED)
@@ -99,6 +111,27 @@ KSM_ALL: Final = (*KSM_SERIES, RESTARTS)
 
 # Every answer row carries the statistic it is in this label (see ``tag``).
 STAT_LABEL: Final = "unthrottle_stat"
+# The series each statistic is computed from, to name it when its values are unusable.
+STAT_SERIES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        **dict.fromkeys(("p50", "p95", "p99", "p999", "p9999", "max", "mean", "count"), USAGE),
+        "last": USAGE,
+        "periods": PERIODS,
+        "throttled": THROTTLED_PERIODS,
+        "throttled_seconds": THROTTLED_SECONDS,
+        "cfs_period_us": SPEC_PERIOD,
+        **dict.fromkeys(("rss_p99", "rss_count", "rss_slope", "rss_max"), RSS),
+        "wss_max": WORKING_SET,
+        "pod_owner": POD_OWNER,
+        "rs_owner": REPLICASET_OWNER,
+        "cpu_request": REQUESTS,
+        "memory_request": REQUESTS,
+        "cpu_limit": LIMITS,
+        "memory_limit": LIMITS,
+        "oom": LAST_TERMINATED,
+        "restarts": RESTARTS,
+    }
+)
 _BY_CONTAINER: Final = "namespace, pod, container"
 # Labels the queries group by or set: a configured matcher may not use them.
 RESERVED_LABELS: Final = frozenset({"namespace", "pod", "container", STAT_LABEL})
@@ -133,6 +166,15 @@ class Resolution:
         per_point = ceil_div(window_seconds, max_points)
         step = max(1, ceil_div(per_point, scrape_interval_seconds)) * scrape_interval_seconds
         return cls(window_seconds, step, max(step, 4 * scrape_interval_seconds))
+
+    def range_bounds(self, at: float) -> tuple[float, float]:
+        """(start, end) in epoch seconds of the range query over the window ending at
+        ``at``: the steps of a subquery ``[W:S]`` evaluated at ``at`` (multiples of the
+        step from ``at - W`` on, up to ``at``), so both read the same points."""
+        step_ms = self.step_seconds * 1000
+        end_ms = round(at * 1000)
+        start_ms = -(-(end_ms - self.window_seconds * 1000) // step_ms) * step_ms
+        return start_ms / 1000, end_ms / 1000
 
     @property
     def window(self) -> str:
@@ -172,12 +214,12 @@ class QueryBuilder:
 
     def __init__(self, config: PrometheusConfig, resolution: Resolution) -> None:
         self._extra = equality_matchers(config.extra_matchers)
-        self._cadvisor = (
+        self._hygiene = (
             Matcher("container", "!=", ""),
             Matcher("container", "!=", "POD"),
             Matcher("pod", "!=", ""),
-            *equality_matchers(config.cadvisor_matchers),
         )
+        self._cadvisor = (*self._hygiene, *equality_matchers(config.cadvisor_matchers))
         self._ksm = equality_matchers(config.kube_state_metrics_matchers)
         self.resolution = resolution
 
@@ -198,34 +240,52 @@ class QueryBuilder:
         matchers = ", ".join(m.render() for m in (*family, *self._extra))
         return f"{{__name__=~{quote(regex)}, {matchers}}}"
 
-    def presence_selectors(self) -> tuple[str, str]:
-        """Selectors (``match[]``) of every series a fetch reads, in any namespace.
+    def presence_selectors(self) -> tuple[str, str, str]:
+        """Selectors (``match[]``) of every series a fetch may read, in any namespace.
 
         cAdvisor's under that family's equality matchers only (the hygiene matchers narrow
         which containers count, not whether the series exist), kube-state-metrics' under
-        its own; the extra matchers apply to both.
+        its own, the usage recording rule under none of them; the extra matchers apply to
+        all three.
         """
         cadvisor_family = (m for m in self._cadvisor if m.op == "=")
-        return (self._present(CADVISOR_ALL, cadvisor_family), self._present(KSM_ALL, self._ksm))
+        return (
+            self._present(CADVISOR_ALL, cadvisor_family),
+            self._present(KSM_ALL, self._ksm),
+            self._present((USAGE_RULE,), ()),
+        )
+
+    def _over_window(self, function: str, sel: str) -> str:
+        """``function(sel[W])``, or over a subquery at the step when that sees every series.
+
+        An instant selector evaluated every step ``S`` sees each sample within the
+        lookback delta after it, so with ``S`` at most the lookback no series alive in the
+        window is missed, and a subquery reads one sample per series and step instead of
+        every scraped one (a tenth at 7 days of 30 s scrapes).
+        """
+        res = self.resolution
+        if res.step_seconds <= LOOKBACK_SECONDS:
+            return f"{function}({sel}[{res.window}:{res.step}])"
+        return f"{function}({sel}[{res.window}])"
 
     def kube_state_metrics(self, namespaces: Scope) -> str:
         """Owners, requests, limits and OOM kills over the window."""
         w = self.resolution.window
         rs_owner = self.ksm(REPLICASET_OWNER, namespaces, Matcher.equal("owner_kind", "Deployment"))
-        oom = (
-            f"max by ({_BY_CONTAINER}) (max_over_time("
-            f"{self.ksm(LAST_TERMINATED, namespaces, Matcher.equal('reason', 'OOMKilled'))}"
-            f"[{w}]))"
+        last_terminated = self.ksm(
+            LAST_TERMINATED, namespaces, Matcher.equal("reason", "OOMKilled")
         )
+        oom = f"max by ({_BY_CONTAINER}) ({self._over_window('max_over_time', last_terminated)})"
         parts = [
             tag(
                 f"max by (namespace, pod, owner_kind, owner_name) "
-                f"(max_over_time({self.ksm(POD_OWNER, namespaces)}[{w}]))",
+                f"({self._over_window('max_over_time', self.ksm(POD_OWNER, namespaces))})",
                 STAT_LABEL,
                 "pod_owner",
             ),
             tag(
-                f"max by (namespace, replicaset, owner_name) (max_over_time({rs_owner}[{w}]))",
+                f"max by (namespace, replicaset, owner_name) "
+                f"({self._over_window('max_over_time', rs_owner)})",
                 STAT_LABEL,
                 "rs_owner",
             ),
@@ -237,9 +297,8 @@ class QueryBuilder:
             ("memory_limit", LIMITS, "memory"),
         ):
             sel = self.ksm(metric, namespaces, Matcher.equal("resource", resource))
-            parts.append(
-                tag(f"max by ({_BY_CONTAINER}) (last_over_time({sel}[{w}]))", STAT_LABEL, stat)
-            )
+            last = self._over_window("last_over_time", sel)
+            parts.append(tag(f"max by ({_BY_CONTAINER}) ({last})", STAT_LABEL, stat))
         parts.append(tag(oom, STAT_LABEL, "oom"))
         restarts = (
             f"max by ({_BY_CONTAINER}) (increase({self.ksm(RESTARTS, namespaces)}[{w}]))"
@@ -248,8 +307,9 @@ class QueryBuilder:
         parts.append(tag(restarts, STAT_LABEL, "restarts"))
         return join_or(parts)
 
-    def cpu_counters(self, namespaces: Scope) -> str:
-        """Increases of the CFS counters over the window, and the CFS period."""
+    def counters(self, namespaces: Scope) -> str:
+        """Over the window's raw samples: increases of the CFS counters, the CFS period,
+        and the maxima of RSS and working set (no peak between steps is missed)."""
         w = self.resolution.window
         parts = [
             tag(
@@ -266,64 +326,50 @@ class QueryBuilder:
         spec = self.cadvisor(SPEC_PERIOD, namespaces)
         period = f"max by ({_BY_CONTAINER}) (last_over_time({spec}[{w}]))"
         parts.append(tag(period, STAT_LABEL, "cfs_period_us"))
+        for stat, metric in (("rss_max", RSS), ("wss_max", WORKING_SET)):
+            sel = self.cadvisor(metric, namespaces)
+            top = f"max by ({_BY_CONTAINER}) (max_over_time({sel}[{w}]))"
+            parts.append(tag(top, STAT_LABEL, stat))
         return join_or(parts)
 
-    def usage_rate(self, namespaces: Scope) -> str:
-        """``RATE``: the CPU usage rate per container of a pod, one series per container."""
+    def uses_rule(self, present: Iterable[str]) -> bool:
+        """Whether to read :data:`USAGE_RULE`: it exists, and it is the rate a fetch at this
+        resolution computes (a 5m range), so that the statistics stay the same."""
+        return USAGE_RULE in present and self.resolution.rate_seconds == USAGE_RULE_RATE_SECONDS
+
+    def usage_rate(self, namespaces: Scope, rule: bool = False) -> str:
+        """``RATE``: the CPU usage rate per container of a pod, one series per container,
+        from the raw counter or, with ``rule``, from the recording rule (which carries no
+        ``job`` or ``metrics_path``: the cAdvisor family's matchers do not apply)."""
+        if rule:
+            sel = selector(USAGE_RULE, (*self._scope(namespaces), *self._hygiene, *self._extra))
+            return f"max by ({_BY_CONTAINER}) ({sel})"
         sel = self.cadvisor(USAGE, namespaces)
         return f"max by ({_BY_CONTAINER}) (rate({sel}[{self.resolution.rate}]))"
 
-    def cpu_usage(self, namespaces: Scope) -> tuple[str, str, str]:
-        """Three queries of usage statistics over the rate subquery."""
-        sub = f"{self.usage_rate(namespaces)}[{self.resolution.window}:{self.resolution.step}]"
+    def rss(self, namespaces: Scope) -> str:
+        """RSS per container of a pod, one series per container (read at every step)."""
+        return f"max by ({_BY_CONTAINER}) ({self.cadvisor(RSS, namespaces)})"
 
-        def quantile(stat: str, q: str) -> str:
-            return tag(f"quantile_over_time({q}, {sub})", STAT_LABEL, stat)
-
-        ts_sub = (
-            f"timestamp({self.usage_rate(namespaces)})"
-            f"[{self.resolution.window}:{self.resolution.step}]"
-        )
-        return (
-            join_or([quantile("p50", "0.5"), quantile("p95", "0.95"), quantile("p99", "0.99")]),
-            join_or(
-                [
-                    quantile("p999", "0.999"),
-                    quantile("p9999", "0.9999"),
-                    tag(f"max_over_time({sub})", STAT_LABEL, "max"),
-                ]
-            ),
-            join_or(
-                [
-                    tag(f"avg_over_time({sub})", STAT_LABEL, "mean"),
-                    tag(f"count_over_time({sub})", STAT_LABEL, "count"),
-                    tag(f"max_over_time({ts_sub})", STAT_LABEL, "last"),
-                ]
-            ),
-        )
-
-    def memory(self, namespaces: Scope) -> str:
-        """RSS percentiles, maxima, sample count and slope; working-set maximum."""
-        w, s = self.resolution.window, self.resolution.step
-        rss, wss = self.cadvisor(RSS, namespaces), self.cadvisor(WORKING_SET, namespaces)
-        rss_sub = f"max by ({_BY_CONTAINER}) ({rss})[{w}:{s}]"
-        return join_or(
-            [
-                tag(f"quantile_over_time(0.99, {rss_sub})", STAT_LABEL, "rss_p99"),
-                tag(f"count_over_time({rss_sub})", STAT_LABEL, "rss_count"),
-                tag(f"deriv({rss_sub})", STAT_LABEL, "rss_slope"),
-                tag(f"max by ({_BY_CONTAINER}) (max_over_time({rss}[{w}]))", STAT_LABEL, "rss_max"),
-                tag(f"max by ({_BY_CONTAINER}) (max_over_time({wss}[{w}]))", STAT_LABEL, "wss_max"),
-            ]
-        )
-
-    def chunk_queries(self, namespaces: Scope) -> list[tuple[str, str]]:
-        """(name, PromQL) of the per-chunk queries, in the order they are sent."""
-        u1, u2, u3 = self.cpu_usage(namespaces)
+    def chunk_queries(self, namespaces: Scope, rule: bool = False) -> list[ChunkQuery]:
+        """The per-chunk queries: one instant query of raw-sample aggregates, and the two
+        range queries whose series the client reduces (:mod:`.prometheus_range`)."""
         return [
-            ("cpu-counters", self.cpu_counters(namespaces)),
-            ("cpu-usage-percentiles", u1),
-            ("cpu-usage-tail", u2),
-            ("cpu-usage-coverage", u3),
-            ("memory", self.memory(namespaces)),
+            ChunkQuery("counters", self.counters(namespaces), "instant"),
+            ChunkQuery("cpu-usage", self.usage_rate(namespaces, rule), "usage"),
+            ChunkQuery("memory", self.rss(namespaces), "rss"),
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkQuery:
+    """One query of a chunk: its name, its PromQL, and how its answer is read.
+
+    ``instant``: an instant query whose rows are tagged statistics; ``usage`` and
+    ``rss``: a range query over the window at the step, each series reduced in the
+    client to the usage or RSS statistics.
+    """
+
+    name: str
+    promql: str
+    kind: Literal["instant", "usage", "rss"]

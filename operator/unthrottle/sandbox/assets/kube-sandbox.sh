@@ -13,6 +13,7 @@
 #   scripts/kube-sandbox.sh status DIR   # exit 0 when every component is up
 #   scripts/kube-sandbox.sh down DIR     # stop what `up DIR` started (each `up` starts empty)
 #   scripts/kube-sandbox.sh bin          # print the directory of kubectl & co (builds if needed)
+#   scripts/kube-sandbox.sh built        # exit 0 when built (up would not build first)
 #
 # Environment:
 #   SANDBOX_CACHE            binaries and sources (default ~/.cache/unthrottle-kube-sandbox)
@@ -471,6 +472,7 @@ usage() {
 
 case ${1:-} in
   build) locked_build ;;
+  built) is_built ;;
   bin) locked_build && echo "$BIN" ;;
   up) [ -n "${2:-}" ] || usage; locked_build; up "$2" ;;
   down) [ -n "${2:-}" ] || usage; down "$2" ;;

@@ -1,0 +1,141 @@
+"""Statistics of one series of a range answer, computed in the client as PromQL does.
+
+This module owns the reduction of one series of a range query (one container of one pod,
+its points at every step of the window) to the statistics the aggregation reads
+(:mod:`.prometheus_aggregate`), under the same names and with the same definitions as the
+PromQL functions they replace, so that reading a series once and reducing it here gives
+what evaluating one ``*_over_time`` subquery per statistic gave:
+
+- ``quantile_over_time``: sort, rank ``q × (n - 1)``, linear interpolation between the two
+  neighbouring values (Prometheus' ``quantile``);
+- ``max_over_time``, ``avg_over_time`` (``math.fsum``: within a few ulps of Prometheus'
+  Kahan sum), ``count_over_time``, and ``max_over_time(timestamp(...))`` as the time of
+  the last point;
+- ``deriv``: the least-squares slope in units per second, 0 for a constant series, none
+  for fewer than two points.
+
+A point whose value is not a finite number, or negative, is dropped and counted (the
+series read here are rates and byte counts, never negative). Pure: values in, values out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Final
+
+__all__ = [
+    "RSS_STATS",
+    "USAGE_STATS",
+    "Points",
+    "parse_points",
+    "quantile",
+    "rss_statistics",
+    "slope",
+    "usage_statistics",
+]
+
+USAGE_QUANTILES: Final = (
+    ("p50", 0.5),
+    ("p95", 0.95),
+    ("p99", 0.99),
+    ("p999", 0.999),
+    ("p9999", 0.9999),
+)
+USAGE_STATS: Final = (*(name for name, _ in USAGE_QUANTILES), "max", "mean", "count", "last")
+RSS_STATS: Final = ("rss_p99", "rss_count", "rss_slope")
+
+
+class Points:
+    """One series' points: timestamps (epoch seconds) and values, in time order."""
+
+    __slots__ = ("times", "values")
+
+    def __init__(self, times: list[float], values: list[float]) -> None:
+        self.times = times
+        self.values = values
+
+
+def parse_points(raw: Sequence[Any]) -> tuple[Points, int]:
+    """``[[t, "v"], ...]`` of the API → (the usable points, how many were dropped).
+
+    ``ValueError`` if a point is not a ``[number, string]`` pair.
+    """
+    try:  # the common case, at C speed: every point well-formed, finite and >= 0
+        times = [float(t) for t, _ in raw]
+        values = [float(v) for _, v in raw]
+    except (TypeError, ValueError):
+        pass
+    else:
+        if all(v >= 0 for v in values) and (not values or math.isfinite(max(values))):
+            return Points(times, values), 0
+    times, values = [], []
+    dropped = 0
+    for point in raw:
+        try:
+            t, text = point
+            value = float(text)
+            at = float(t)
+        except (TypeError, ValueError):
+            raise ValueError(f"malformed point {point!r:.60}") from None
+        if value >= 0 and math.isfinite(value):
+            times.append(at)
+            values.append(value)
+        else:
+            dropped += 1
+    return Points(times, values), dropped
+
+
+def quantile(q: float, ordered: Sequence[float]) -> float:
+    """Prometheus' ``quantile`` of values sorted ascending (at least one)."""
+    rank = q * (len(ordered) - 1)
+    low = max(0, math.floor(rank))
+    high = min(len(ordered) - 1, low + 1)
+    weight = rank - math.floor(rank)
+    return ordered[low] * (1 - weight) + ordered[high] * weight
+
+
+def slope(points: Points) -> float | None:
+    """``deriv``: the least-squares slope per second; None below two points."""
+    n = len(points.values)
+    if n < 2:
+        return None
+    ys = points.values
+    if all(y == ys[0] for y in ys):
+        return 0.0
+    origin = points.times[0]
+    xs = [t - origin for t in points.times]
+    mean_x = math.fsum(xs) / n
+    mean_y = math.fsum(ys) / n
+    var_x = math.fsum((x - mean_x) ** 2 for x in xs)
+    if var_x == 0:
+        return None
+    return math.fsum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var_x
+
+
+def usage_statistics(points: Points) -> dict[str, float]:
+    """The CPU usage statistics of one series of usage rates (empty without points)."""
+    values = points.values
+    if not values:
+        return {}
+    ordered = sorted(values)
+    out = {name: quantile(q, ordered) for name, q in USAGE_QUANTILES}
+    out["max"] = ordered[-1]
+    out["mean"] = math.fsum(values) / len(values)
+    out["count"] = float(len(values))
+    out["last"] = points.times[-1]
+    return out
+
+
+def rss_statistics(points: Points) -> dict[str, float]:
+    """RSS p99, sample count and slope of one series of RSS bytes (empty without points)."""
+    if not points.values:
+        return {}
+    out = {
+        "rss_p99": quantile(0.99, sorted(points.values)),
+        "rss_count": float(len(points.values)),
+    }
+    rate = slope(points)
+    if rate is not None:
+        out["rss_slope"] = rate
+    return out
