@@ -112,6 +112,15 @@ def test_crun_container_subgroup_is_a_candidate_and_maps_back_to_its_container()
     assert container_dir_in(P("system.slice/sshd.service")) is None
 
 
+def test_crio_conmon_is_not_the_container() -> None:
+    # CRI-O's monitor runs in a cgroup carrying the container's ID, next to the container's.
+    pod = pod_dir(Driver.SYSTEMD, QosClass.BURSTABLE, UID)
+    assert container_dir_in(pod / f"crio-conmon-{CID}.scope") is None
+    assert container_dir_in(P(f"kubepods/pod{UID}/crio-conmon-{CID}")) is None
+    conmon, container = pod / f"crio-conmon-{CID}.scope", pod / f"crio-{CID}.scope"
+    assert index_by_container([conmon, container]) == {CID: container}
+
+
 @pytest.mark.parametrize(
     ("text", "runtime"),
     [

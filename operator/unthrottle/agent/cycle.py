@@ -176,11 +176,16 @@ def _facts(
 class _Locator:
     """Where a pod's cgroups are: ``/proc`` first, then the layout rules."""
 
-    def __init__(self, fs: CgroupFs, config: AgentConfig, index: Mapping[str, PurePosixPath]):
+    def __init__(
+        self,
+        fs: CgroupFs,
+        config: AgentConfig,
+        index: Mapping[str, PurePosixPath],
+        driver: Driver | None,
+    ) -> None:
         self.fs, self.config, self.index = fs, config, index
-        detected = config.driver or fs.detect_driver(config.kubelet_root)
         # An undetected driver: try both layouts.
-        self.drivers = (detected,) if detected else (Driver.SYSTEMD, Driver.CGROUPFS)
+        self.drivers = (driver,) if driver else (Driver.SYSTEMD, Driver.CGROUPFS)
 
     def container(self, pod: PodTarget, c: ContainerTarget) -> tuple[PurePosixPath, str]:
         assert c.container_id is not None and c.runtime is not None
@@ -216,9 +221,9 @@ def _assert_container(fs: CgroupFs, directory: PurePosixPath, requested: int) ->
     return min(applied, key=lambda r: r.burst_us or 0)
 
 
-def _reason(outcome: CgroupOutcome) -> str:
+def _reason(outcome: CgroupOutcome, doing: str = "") -> str:
     where = f"container {outcome.container}" if outcome.container else "pod cgroup"
-    return f"{outcome.result.reason.value}: {where}: {outcome.result.message}"
+    return f"{outcome.result.reason.value}: {doing}{where}: {outcome.result.message}"
 
 
 def _report(target: PodTarget, cgroups: Sequence[CgroupOutcome]) -> dict[str, str | None]:
@@ -230,9 +235,8 @@ def _report(target: PodTarget, cgroups: Sequence[CgroupOutcome]) -> dict[str, st
             held = (o.result.burst_us or 0 for o in cgroups if o.container)
             applied = str(max(held, default=0))
         return {BURST_APPLIED_ANNOTATION: applied, BURST_REASON_ANNOTATION: None}
-    text = _reason(problems[0])
-    if target.intent is Intent.RESET:
-        text = f"{problems[0].result.reason.value}: setting the burst back to 0: " + text
+    doing = "setting the burst back to 0: " if target.intent is Intent.RESET else ""
+    text = _reason(problems[0], doing)
     if len(problems) > 1:
         text += f" (and {len(problems) - 1} more)"
     return {BURST_APPLIED_ANNOTATION: None, BURST_REASON_ANNOTATION: text}
@@ -306,7 +310,7 @@ def run_cycle(kube: KubernetesSource, config: AgentConfig) -> CycleReport:
         index: dict[str, PurePosixPath] = {}
         if config.proc_root is not None:
             index = index_by_container(read_proc_cgroups(config.proc_root, fs.version))
-        locate = _Locator(fs, config, index)
+        locate = _Locator(fs, config, index, facts.driver)
         for target in work:
             outcome = assert_pod(fs, locate, target)
             if outcome is not None:

@@ -62,6 +62,9 @@ __all__ = [
 
 CRUN_SUBGROUP = "container"
 _CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+# A container's own cgroup, as some runtime names it (and not, say, CRI-O's
+# ``crio-conmon-<id>.scope``, which carries the same ID but holds the monitor process).
+_CONTAINER_DIR = re.compile(r"(?:(?:cri-containerd|crio|docker)-)?([0-9a-f]{64})(?:\.scope)?")
 
 
 class CgroupVersion(StrEnum):
@@ -211,16 +214,17 @@ def cgroup_from_proc(text: str, version: CgroupVersion) -> PurePosixPath | None:
 
 
 def container_dir_in(path: PurePosixPath) -> tuple[str, PurePosixPath] | None:
-    """(container ID, its directory) for a process's cgroup path, None if no ID is in it.
+    """(container ID, its directory) for a process's cgroup path, None if none is in it.
 
-    The deepest component carrying a 64-hex ID is the container's cgroup; anything below
-    it (crun's ``container``) is the runtime's own nesting.
+    The deepest component named like a container's cgroup (:func:`container_leaf`'s
+    spellings) is the container's; anything below it (crun's ``container``) is the
+    runtime's own nesting.
     """
     parts = path.parts
     for index in range(len(parts) - 1, -1, -1):
-        found = _CONTAINER_ID.search(parts[index])
+        found = _CONTAINER_DIR.fullmatch(parts[index])
         if found:
-            return found.group(0), PurePosixPath(*parts[: index + 1])
+            return found.group(1), PurePosixPath(*parts[: index + 1])
     return None
 
 

@@ -116,7 +116,8 @@ def _summary(report: CycleReport) -> dict[str, Any]:
     }
 
 
-def _config(args: argparse.Namespace) -> AgentConfig | str:
+def _config(args: argparse.Namespace) -> tuple[AgentConfig, float] | str:
+    """The agent's configuration and interval (s) from the flags, or what is wrong."""
     if not args.node:
         return "--node (or NODE_NAME) is required"
     try:
@@ -125,26 +126,28 @@ def _config(args: argparse.Namespace) -> AgentConfig | str:
         return f"--interval: {exc}"
     if not MIN_INTERVAL_MS <= interval <= MAX_INTERVAL_MS:
         return f"--interval must be between 1s and 10m, not {args.interval}"
-    args.interval_s = interval / 1000
-    return AgentConfig(
+    config = AgentConfig(
         node=args.node,
         cgroup_root=args.cgroup_root,
         proc_root=None if args.no_proc else args.proc,
         kubelet_root=args.kubelet_cgroup_root,
         driver=None if args.cgroup_driver == "auto" else Driver(args.cgroup_driver),
     )
+    return config, interval / 1000
 
 
-def _loop(kube: KubernetesSource, config: AgentConfig, args: argparse.Namespace) -> int:
+def _loop(
+    kube: KubernetesSource, config: AgentConfig, interval_s: float, args: argparse.Namespace
+) -> int:
     metrics = AgentMetrics()
-    server = AgentServer(metrics, args.interval_s, args.port, args.bind).start()
+    server = AgentServer(metrics, interval_s, args.port, args.bind).start()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     logger.info(
         "agent on node %s: every %ss, cgroups %s, endpoints on %s:%s",
         config.node,
-        args.interval_s,
+        interval_s,
         config.cgroup_root,
         args.bind,
         server.port,
@@ -158,7 +161,7 @@ def _loop(kube: KubernetesSource, config: AgentConfig, args: argparse.Namespace)
                 facts = json.dumps(report.facts.as_dict(), sort_keys=True)
                 logger.info("node %s: %s", "ready" if report.ready else "not ready", facts)
                 was_ready = report.ready
-            stop.wait(args.interval_s)
+            stop.wait(interval_s)
     finally:
         server.stop()
     return 0
@@ -169,10 +172,11 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    config = _config(args)
-    if isinstance(config, str):
-        print(f"unthrottle agent: {config}", file=sys.stderr)
+    parsed = _config(args)
+    if isinstance(parsed, str):
+        print(f"unthrottle agent: {parsed}", file=sys.stderr)
         return EXIT_USAGE
+    config, interval_s = parsed
     try:
         kube = KubernetesSource.from_kubeconfig(args.kubeconfig)
     except KubernetesError as exc:
@@ -184,6 +188,6 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(_summary(report), indent=1, ensure_ascii=False))
             problems = any(p.problem for p in report.pods)
             return 0 if report.ready and not problems else EXIT_PROBLEM
-        return _loop(kube, config, args)
+        return _loop(kube, config, interval_s, args)
     finally:
         kube.close()

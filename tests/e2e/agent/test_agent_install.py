@@ -6,7 +6,8 @@ pods and nothing else; ``unthrottle agent --once`` and the loop (its ``/readyz``
 ``/metrics``, ``/healthz``, SIGTERM) run as subprocesses against real cgroups. The
 operator's side closes the loop: a Deployment's pod bound to a node, the agent's report on
 it, and the operator's read of it (as the operator's ServiceAccount) giving the engine
-``cpu_burst_applied_us``.
+``cpu_burst_applied_us``; ``unthrottle report`` run by an identity that may not list pods
+still reports, every burst advisory.
 """
 
 from __future__ import annotations
@@ -29,10 +30,17 @@ from agent_harness import AgentInstall, KubeletTree, Pods, RunningPod, burst, la
 
 from unthrottle.agent.cycle import AgentConfig, run_cycle
 from unthrottle.agent.layout import Driver, Runtime
+from unthrottle.cli import main
 from unthrottle.engine.recommend import burst_applied
 from unthrottle.model.names import BURST_ANNOTATION, BURST_APPLIED_ANNOTATION
 from unthrottle.model.policy import ThrottlePolicySpec
+from unthrottle.reconcile.read import read_cluster
+from unthrottle.reconcile.scope import OperatorScope
+from unthrottle.reconcile.snapshot import PolicyObject
 from unthrottle.sandbox.kube import KubeSandbox, wait_for
+from unthrottle.sandbox.prometheus import PrometheusFactory
+from unthrottle.sim.openmetrics import iter_openmetrics
+from unthrottle.sim.scenarios import deployment_manifest, scenario
 from unthrottle.sources.kubeapi import KubeApi
 from unthrottle.sources.kubernetes import KubernetesSource
 
@@ -246,8 +254,9 @@ def test_the_operator_reads_the_applied_burst_of_a_deployments_pods(
     agent_kube: KubernetesSource,
 ) -> None:
     """Deployment → ReplicaSet → pod (the controller manager), bound to a node, Running;
-    the agent applies the template's burst; the operator (its own ServiceAccount and RBAC)
-    reads the report into ``cpu_burst_applied_us``, and the engine counts the burst."""
+    the agent applies the template's burst; the operator's read of a pass (its own
+    ServiceAccount and RBAC) turns the report into ``cpu_burst_applied_us``, and the engine
+    counts the burst."""
     kube.apply(ROOT / "manifests" / "namespace.yaml")
     kube.apply(ROOT / "manifests" / "rbac.yaml")
     namespace, node = pods.namespace, f"node-{uuid.uuid4().hex[:8]}"
@@ -294,18 +303,91 @@ def test_the_operator_reads_the_applied_burst_of_a_deployments_pods(
         quotas={"app": 50_000},
         pod_quota=50_000,
     )
+    policy = PolicyObject(
+        "burst-e2e", 1, ("2026-01-01T00:00:00Z", "burst-e2e"), ThrottlePolicySpec()
+    )
+    assert policy.spec.burst.agent.value == "Detect"
+    bounds = OperatorScope("unthrottle-system", frozenset({namespace}))
     operator = KubernetesSource.from_kubeconfig(str(kube.operator_kubeconfig))
     try:
-        (before,) = operator.with_applied_bursts(operator.deployments([namespace]))
+        (before,) = read_cluster(policy, operator, bounds).deployments
         assert before.containers[0].cpu_burst_applied_us is None  # no agent yet
         run_cycle(agent_kube, AgentConfig(node=node, kubelet_root=kubelet.kubelet_root(node)))
         assert pods.annotations(name)[BURST_APPLIED_ANNOTATION] == "30000"
-        (after,) = operator.with_applied_bursts(operator.deployments([namespace]))
+        (after,) = read_cluster(policy, operator, bounds).deployments
     finally:
         operator.close()
     container = after.containers[0]
     assert container.cpu_burst_applied_us == 30_000
-    policy = ThrottlePolicySpec()
-    assert policy.burst.agent.value == "Detect"
-    assert not burst_applied(before.containers[0], policy)
-    assert burst_applied(container, policy)
+    assert not burst_applied(before.containers[0], policy.spec)
+    assert burst_applied(container, policy.spec)
+
+
+def test_report_without_pods_access_counts_no_burst(
+    kube: KubeSandbox,
+    pods: Pods,
+    prometheus_factory: PrometheusFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``unthrottle report --kubeconfig`` with an identity that may not list pods: the
+    report still runs, every burst is advisory, and stderr says why."""
+    namespace = pods.namespace
+    manifest = deployment_manifest(scenario("micro-burst"), namespace=namespace)
+    manifest["spec"]["template"]["metadata"]["annotations"] = {BURST_ANNOTATION: "30000"}
+    kube.apply_manifest(manifest)
+    reader = f"report-reader-{uuid.uuid4().hex[:6]}"
+    rules = [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list"]},
+        {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": ["list"]},
+    ]
+    kube.apply_manifest(
+        {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "ServiceAccount",
+                    "metadata": {"name": reader, "namespace": namespace},
+                },
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRole",
+                    "metadata": {"name": reader},
+                    "rules": rules,
+                },
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRoleBinding",
+                    "metadata": {"name": reader},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "ClusterRole",
+                        "name": reader,
+                    },
+                    "subjects": [
+                        {"kind": "ServiceAccount", "name": reader, "namespace": namespace}
+                    ],
+                },
+            ],
+        }
+    )
+    try:
+        kubeconfig = kube.service_account_kubeconfig(namespace, reader, reader)
+        end_ms = 1_767_225_600_000
+        chunks = iter_openmetrics([scenario("micro-burst")], end_ms - 2 * 3_600_000, end_ms)
+        prometheus = prometheus_factory("agent-report", {"micro.om": chunks})
+        argv = [
+            "report",
+            *("--prometheus-url", prometheus.url, "--window", "2h", "--at", str(end_ms / 1000)),
+            *("--namespace", namespace, "-o", "json"),
+        ]
+        assert main([*argv, "--kubeconfig", str(kubeconfig)]) == 0
+        out, err = capsys.readouterr()
+        assert "cannot read pods, so no burst counts as applied: GET /api/v1/namespaces/" in err
+        assert [w["name"] for w in json.loads(out)["workloads"]] == ["indexer"]
+        assert main([*argv, "--kubeconfig", str(kube.kubeconfig)]) == 0
+        assert "cannot read pods" not in capsys.readouterr().err
+    finally:
+        for kind in ("clusterrolebinding", "clusterrole"):
+            kube.kubectl("delete", kind, reader, "--ignore-not-found", check=False)

@@ -175,7 +175,8 @@ def test_crun_container_subgroup_gets_the_burst_too(
     kubelet: KubeletTree, pods: Pods, agent_kube: KubernetesSource
 ) -> None:
     """CRI-O with crun: the process lives in the scope's ``container`` sub-cgroup, which
-    has its own quota; /proc leads to the scope, and both hold the burst."""
+    has its own quota; /proc leads to the scope, and both hold the burst. CRI-O's monitor
+    (conmon), in a cgroup carrying the same container ID, is not mistaken for it."""
     node = _node()
     pod = pods.run(
         pods.create("crun", node, {"app": "500m"}, {BURST_ANNOTATION: "30000"}), Runtime.CRIO
@@ -189,12 +190,14 @@ def test_crun_container_subgroup_gets_the_burst_too(
         quotas={"app": 50_000},
         pod_quota=50_000,
     )
-    sub = kubelet.cgroup(
-        PurePosixPath(pod.containers["app"].relative_to(CPU)) / "container", 40_000
-    )
+    scope = PurePosixPath(pod.containers["app"].relative_to(CPU))
+    conmon = kubelet.cgroup(scope.parent / f"crio-conmon-{pod.ids['app']}.scope")
+    kubelet.spawn(conmon)  # the first process with the container's ID in its cgroup
+    sub = kubelet.cgroup(scope / "container", 40_000)
     kubelet.spawn(sub)
     report = run_cycle(agent_kube, _config(kubelet, node))
     assert (burst(pod.containers["app"]), burst(sub)) == (30_000, 30_000)
+    assert burst(conmon) == 0
     assert _vias(_outcome(report, "crun"))["app"] == "proc"
     assert pods.annotations("crun")[BURST_APPLIED_ANNOTATION] == "30000"
 
