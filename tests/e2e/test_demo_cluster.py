@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,9 @@ def test_running_demo_hints_work_as_printed_and_it_leaves_no_temp_dir(tmp_path: 
                 command, shell=True, capture_output=True, text=True, timeout=120, check=False
             )
             assert done.returncode == 0, (command, done.stderr[-2000:])
+        # The hints rolled the Deployment back and ran a pass: the running demo follows
+        # the new template (its pods get series of their own) within a few polls.
+        time.sleep(30)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -89,4 +93,5 @@ def test_running_demo_hints_work_as_printed_and_it_leaves_no_temp_dir(tmp_path: 
         finally:
             killer.cancel()
     assert "starting the local control plane" in err and "building" not in err, err[-2000:]
+    assert f"{namespace}/{name} rolled out; the window simulated anew up to now" in err, err[-2000:]
     assert not list(tmp_path.glob("unthrottle-demo-*")), "the demo left its temporary directory"

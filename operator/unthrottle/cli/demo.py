@@ -32,13 +32,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from unthrottle.cli import report
 from unthrottle.sandbox.kube import ASSETS, KubeSandbox, KubeSandboxError, wait_for
 from unthrottle.sandbox.prometheus import HarnessError, PrometheusServer, backfill, free_port
-from unthrottle.sandbox.timeline import DemoWorkload, settled_ms, write_window
+from unthrottle.sandbox.timeline import DemoWorkload, settled_ms, template_text, write_window
 from unthrottle.sim.openmetrics import write_openmetrics
 from unthrottle.sim.scenarios import Scenario, all_scenarios, deployment_manifest
 
@@ -46,6 +47,8 @@ __all__ = ["register", "run"]
 
 EXIT_SANDBOX = 4
 MAX_PASSES = 3  # the first, and the passes that follow the patches until one patches nothing
+POLL_SECONDS = 5  # how often a running demo looks for changed pod templates
+REFRESH_SECONDS = 600  # and slides the simulated window up to now
 STEP_MS = 30_000
 MS_PER_HOUR = 3_600_000
 PATCHED_NAMESPACE = "shop"
@@ -182,16 +185,6 @@ def try_next(deployment: tuple[str, str], *, kubectl: str, report: str, log: Pat
     )
 
 
-def _patched(kube: KubeSandbox) -> list[tuple[str, str]]:
-    """The Deployments the last pass patched, as (namespace, name)."""
-    trecs = kube.kubectl_json("get", "trec", "-A", "-o", "json")["items"]
-    return sorted(
-        (t["metadata"]["namespace"], t["metadata"]["name"])
-        for t in trecs
-        if ((t.get("status") or {}).get("summary") or {}).get("action") == "Patched"
-    )
-
-
 def _rolled_out(kube: KubeSandbox, namespace: str, name: str) -> list[tuple[str, str]]:
     """Wait for the Deployment's new template to run in every replica; its (rs, pod) pairs."""
 
@@ -215,34 +208,82 @@ def _rolled_out(kube: KubeSandbox, namespace: str, name: str) -> list[tuple[str,
     return wait_for(done, timeout=120, what=f"the rollout of {namespace}/{name}")
 
 
-def _close_the_loop(
-    kube: KubeSandbox,
-    workloads: list[DemoWorkload],
-    patched: list[tuple[str, str]],
-    prometheus: PrometheusServer,
-    *,
-    workdir: Path,
-    window_ms: int,
-) -> PrometheusServer:
-    """Roll the patched Deployments out and serve the window as they ran it: Prometheus
-    restarts on the same port over the window simulated anew, ending now."""
-    for workload in workloads:
-        ref = (workload.seed.namespace, workload.seed.deployment)
-        if ref in patched:
-            pods = _rolled_out(kube, *ref)
-            manifest = kube.kubectl_json("get", "deploy", "-n", ref[0], ref[1], "-o", "json")
-            workload.roll_out(manifest, pods)
-    run = workdir / f"window-{len([w for w in workloads if w.patched])}-{time.time_ns()}"
-    run.mkdir(parents=True)
-    end_ms = int(time.time() * 1000) // STEP_MS * STEP_MS
-    files = write_window(run, workloads, end_ms=end_ms, window_ms=window_ms, step_ms=STEP_MS)
-    port = prometheus.port
-    prometheus.stop()
-    restarted = PrometheusServer(run / "prometheus")
-    for path in files:
-        backfill(path, restarted.data_dir)
-    restarted.start(port=port)
-    return restarted
+@dataclass
+class _Loop:
+    """The demo's simulated cluster, kept in step with what the Deployments run.
+
+    Whenever a Deployment's pod template changes (an operator patch, a rollback, an edit),
+    :meth:`close` rolls it out and serves the window as it ran it: Prometheus restarts on
+    the same port over the window simulated anew, ending now.
+    """
+
+    kube: KubeSandbox
+    workloads: list[DemoWorkload]
+    prometheus: PrometheusServer
+    stack: ExitStack
+    workdir: Path
+    window_ms: int
+    refreshed_at: float = field(default_factory=time.monotonic)
+
+    def changed(self) -> list[tuple[str, str]]:
+        """The Deployments whose template is not the one their pods were simulated with."""
+        live = _templates(self.kube, {w.seed.namespace for w in self.workloads})
+        return sorted(
+            ref
+            for w in self.workloads
+            if (ref := (w.seed.namespace, w.seed.deployment)) in live and live[ref] != w.template
+        )
+
+    def close(self, refs: list[tuple[str, str]]) -> None:
+        for workload in self.workloads:
+            ref = (workload.seed.namespace, workload.seed.deployment)
+            if ref in refs:
+                pods = _rolled_out(self.kube, *ref)
+                manifest = self.kube.kubectl_json(
+                    "get", "deploy", "-n", ref[0], ref[1], "-o", "json"
+                )
+                workload.roll_out(manifest, pods)
+        run = self.workdir / f"window-{time.time_ns()}"
+        run.mkdir(parents=True)
+        end_ms = int(time.time() * 1000) // STEP_MS * STEP_MS
+        files = write_window(
+            run, self.workloads, end_ms=end_ms, window_ms=self.window_ms, step_ms=STEP_MS
+        )
+        port = self.prometheus.port
+        self.prometheus.stop()
+        restarted = PrometheusServer(run / "prometheus")
+        for path in files:
+            backfill(path, restarted.data_dir)
+        restarted.start(port=port)
+        self.stack.callback(restarted.stop)
+        served = self.prometheus.workdir.parent
+        if served.name.startswith("window-"):
+            shutil.rmtree(served, ignore_errors=True)  # only the newest window is served
+        self.prometheus = restarted
+        self.refreshed_at = time.monotonic()
+
+    def keep_flowing(self, operator: subprocess.Popen[bytes]) -> None:
+        """Until Ctrl-C: follow template changes, and slide the window to now now and then."""
+        try:
+            while operator.poll() is None:
+                time.sleep(POLL_SECONDS)
+                changed = self.changed()
+                if changed or time.monotonic() - self.refreshed_at > REFRESH_SECONDS:
+                    self.close(changed)
+                    what = ", ".join(f"{ns}/{n}" for ns, n in changed) or "nothing changed"
+                    _say(f"{what} rolled out; the window simulated anew up to now")
+        except KeyboardInterrupt:
+            pass
+
+
+def _templates(kube: KubeSandbox, namespaces: set[str]) -> dict[tuple[str, str], str]:
+    """Each Deployment's pod template, as compact JSON, by (namespace, name)."""
+    items = kube.kubectl_json("get", "deploy", "-A", "-o", "json")["items"]
+    return {
+        (d["metadata"]["namespace"], d["metadata"]["name"]): template_text(d)
+        for d in items
+        if d["metadata"]["namespace"] in namespaces
+    }
 
 
 def _another_pass(kube: KubeSandbox, number: int) -> None:
@@ -292,6 +333,10 @@ def _cluster_demo(args: argparse.Namespace, workdir: Path) -> int:
         scenarios = [_with_real_pods(kube, s) for s in scenarios]
         for namespace in sorted({s.namespace for s in scenarios}):
             kube.mark_pods_ready(namespace)  # no kubelet here: pods are declared Running
+        templates = _templates(kube, {s.namespace for s in scenarios})
+        workloads = [
+            DemoWorkload(s, template=templates[(s.namespace, s.deployment)]) for s in scenarios
+        ]
         series, _ = _series(scenarios, workdir, args.hours)
         _say("backfilling and starting Prometheus on loopback")
         prometheus = PrometheusServer.with_data(workdir / "prometheus", [series])
@@ -307,22 +352,20 @@ def _cluster_demo(args: argparse.Namespace, workdir: Path) -> int:
 
         wait_for(reconciled, timeout=120, what="the operator's first pass")
         print(kube.kubectl("get", "tp,trec", "-A").stdout, flush=True)
-        workloads = [DemoWorkload(s) for s in scenarios]
-        window_ms = args.hours * MS_PER_HOUR
+        loop = _Loop(
+            kube, workloads, prometheus, stack, workdir=workdir, window_ms=args.hours * MS_PER_HOUR
+        )
         ever_patched: list[tuple[str, str]] = []
         for number in range(2, MAX_PASSES + 1):
-            patched = _patched(kube)
+            patched = loop.changed()
             if not patched:
                 break
             ever_patched += patched
-            prometheus = _close_the_loop(
-                kube, workloads, patched, prometheus, workdir=workdir, window_ms=window_ms
-            )
-            stack.callback(prometheus.stop)
+            loop.close(patched)
             _say(
                 f"pass {number}: {', '.join(f'{ns}/{n}' for ns, n in patched)} rolled out; "
                 f"time compressed: the new pods ran the last "
-                f"{settled_ms(window_ms, STEP_MS) // 60_000}m of the window"
+                f"{settled_ms(loop.window_ms, STEP_MS) // 60_000}m of the window"
             )
             _another_pass(kube, number)
             print(kube.kubectl("get", "tp,trec", "-A").stdout, flush=True)
@@ -339,7 +382,7 @@ def _cluster_demo(args: argparse.Namespace, workdir: Path) -> int:
             ),
             flush=True,
         )
-        _wait_until_interrupted(operator, prometheus.process)
+        loop.keep_flowing(operator)
     return 0
 
 

@@ -13,6 +13,7 @@ window, simulated exactly as before (OOM kills and container ages included).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +23,16 @@ from unthrottle.sandbox.loop import configured_scenario
 from unthrottle.sim.openmetrics import PodRun, write_openmetrics, write_pod_runs
 from unthrottle.sim.scenarios import Scenario
 
-__all__ = ["DemoWorkload", "settled_ms", "write_window"]
+__all__ = ["DemoWorkload", "settled_ms", "template_text", "write_window"]
 
 # The share of the window the newest configuration is given after a patch: above the
 # default history.minCoverage (0.5), so the pass after a patch judges it on its own data.
 SETTLED_SHARE = 0.6
+
+
+def template_text(manifest: Mapping[str, Any]) -> str:
+    """A Deployment's pod template as compact JSON: what its pods run, to compare."""
+    return json.dumps(manifest["spec"]["template"], sort_keys=True, separators=(",", ":"))
 
 
 def settled_ms(window_ms: int, step_ms: int) -> int:
@@ -39,6 +45,7 @@ class DemoWorkload:
     """One Deployment of the demo: its seed scenario and the configurations its pods ran."""
 
     seed: Scenario  # as the owner wrote it, with the first pods' names
+    template: str = ""  # the pod template the newest configuration's pods run (template_text)
     configurations: list[Scenario] = field(default_factory=list)  # oldest first
 
     def __post_init__(self) -> None:
@@ -54,6 +61,7 @@ class DemoWorkload:
         self.configurations.append(
             configured_scenario(self.seed, manifest).with_changes(pods=tuple(pods))
         )
+        self.template = template_text(manifest)
 
 
 def _runs(workload: DemoWorkload, start_ms: int, split_ms: int, end_ms: int) -> list[PodRun]:
