@@ -42,3 +42,18 @@ def test_growth_until_the_next_possible_patch() -> None:
     shrinking = memory("200Mi", slope=-two_mib_an_hour)
     flat = recommend_memory(MemoryPolicy(), shrinking, APP, SAME_WORKERS, growth_horizon_ms=day_ms)
     assert flat.limit == 280 * MI
+
+
+def test_an_oom_killed_container_without_a_limit_is_never_cut() -> None:
+    killed = MemoryStats.model_validate(
+        {"rssBytes": {"p99": 300 * MI, "max": 300 * MI}, "oomKills": 2}
+    )
+    requested = ContainerResources(name="app", memory_request=1024 * MI)
+    plan = recommend_memory(MemoryPolicy(), killed, requested, SAME_WORKERS)
+    assert plan.limit is None  # the node killed it: a new limit would kill it sooner
+    assert plan.request == 1024 * MI  # not 300Mi × 1.4 = 420Mi
+    unrequested = recommend_memory(MemoryPolicy(), killed, APP, SAME_WORKERS)
+    assert unrequested.limit is None and unrequested.request == 420 * MI
+    # With a limit, the kill was the limit's: sized from it, as before.
+    limited = ContainerResources(name="app", memory_request=512 * MI, memory_limit=512 * MI)
+    assert recommend_memory(MemoryPolicy(), killed, limited, SAME_WORKERS).limit == 717 * MI

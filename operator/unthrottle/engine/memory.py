@@ -7,7 +7,7 @@ the limit is the window's maximum RSS plus headroom (40% by default):
 
 Example: max RSS 320 000 000 B × 1.4 = 448 000 000 B → 428 MiB (448 790 528 B).
 
-Memory is not compressible, so the request equals the limit. Five corrections:
+Memory is not compressible, so the request equals the limit. Six corrections:
 
 * OOM-killed: the observed RSS was cut off by the limit, like CPU usage by the quota, so
   the base is at least the current limit;
@@ -19,7 +19,10 @@ Memory is not compressible, so the request equals the limit. Five corrections:
   can correct it (``patch.cooldown``). Example: +2 MiB/h with a 24 h cooldown adds 48 MiB;
 * never below the maximum working set: the kubelet evicts on working set (RSS plus
   active page cache), so a 200 MiB RSS with a 1.5 GiB working set gets at least 1.5 GiB
-  (rounded up to a MiB), not 280 MiB.
+  (rounded up to a MiB), not 280 MiB;
+* OOM-killed without a memory limit: the node's OOM killer chose it, so its RSS was cut
+  off at no known value. Nothing is cut: no limit is added, and the request is at least
+  today's (1Gi requested, 300Mi RSS seen before the kill: the request stays 1Gi).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ MEMORY_GRANULARITY = 2**20
 @dataclass(frozen=True)
 class MemoryPlan:
     request: int
-    limit: int
+    limit: int | None  # None: no memory limit (none is added to an OOM-killed container)
     base: int  # the RSS the headroom was added to
     notes: tuple[str, ...]
 
@@ -94,4 +97,11 @@ def recommend_memory(
         notes.append(
             f"raised to the maximum working set {describe_bytes(wss.max)} (kubelet evicts on it)"
         )
+    if memory.oom_kills > 0 and container.memory_limit is None:
+        request = max(limit, container.memory_request or 0)
+        notes.append(
+            f"OOM-killed {memory.oom_kills}× without a memory limit (the node's OOM killer): "
+            "no limit is added and the request is not lowered"
+        )
+        return MemoryPlan(request=request, limit=None, base=base, notes=tuple(notes))
     return MemoryPlan(request=limit, limit=limit, base=base, notes=tuple(notes))

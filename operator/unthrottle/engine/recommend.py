@@ -302,7 +302,7 @@ def _explain(
         memory_line = (
             f"Memory: RSS max {describe_bytes(stats.memory.rss_bytes.max)}, base "
             f"{describe_bytes(memory.base)} + {policy.memory.headroom:.0%} = "
-            f"{format_bytes(memory.limit)}"
+            f"{format_bytes(memory.request if memory.limit is None else memory.limit)}"
         )
         parts.append(memory_line + "".join(f"; {note}" for note in memory.notes) + ".")
     return " ".join(parts)
