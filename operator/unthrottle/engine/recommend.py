@@ -99,9 +99,10 @@ def _plan_cpu(
     estimate: DemandEstimate,
     manage_workers: bool,
 ) -> _CpuPlan:
-    container, cpu, bounds = stats.container, stats.cpu, policy.cpu
+    """The request (the tier's percentile of demand), then the limit, step by step."""
+    container, bounds = stats.container, policy.cpu
     rule = TIER_RULES[policy.tier]
-    percentile_name, usage_at_percentile = usage_percentile_for(rule, cpu.usage_cores)
+    percentile_name, usage_at_percentile = usage_percentile_for(rule, stats.cpu.usage_cores)
     demand = estimate.percentile(usage_at_percentile)
     request = clamp(
         _round_cpu(demand * (1.0 + rule.headroom)), bounds.min_request, bounds.max_request
@@ -124,90 +125,152 @@ def _plan_cpu(
         if manage_workers:
             notes.append("no CPU limit; WEB_CONCURRENCY follows requests.cpu")
         return _CpuPlan(request, None, 0, 0.0, tuple(notes))
-
-    period_us = cpu.cfs_period_us or policy.cpu.cfs_period * 1000
-    model, ratio, target = estimate.model, cpu.throttled_period_ratio, policy.throttle_target
-
-    counted = burst_applied(container, policy)
-
-    def burst_at(limit: int) -> int:
-        if not policy.burst.enabled:
-            return 0
-        return recommend_burst_us(model, ratio, limit, period_us)
-
-    def projected_at(limit: int) -> float:
-        # A burst no agent applies is not in the kernel: project the quota alone.
-        extra = burst_cores(burst_at(limit), period_us) if counted else 0.0
-        return projected_throttle_ratio(model, limit, extra, estimate.mean)
-
-    if limit_policy is LimitPolicy.GUARANTEED:
-        limit = request
-        notes.append("limit = request (Guaranteed)")
-    else:
-        limit = _round_cpu(request * rule.limit_ratio)
-        notes.append(f"limit = {rule.limit_ratio:g} × request = {describe_millicores(limit)}")
-    limit = clamp(limit, bounds.min_limit, None)
-    peak = _round_cpu(cpu.usage_cores.max)
-    if (container.cpu_limit is None or ratio < MIN_THROTTLE_RATIO) and limit < peak:
-        # No quota or no throttling: the window's maximum (start-up bursts included) ran
-        # unthrottled, so a first limit never goes below it.
-        limit = peak
-        notes.append(f"limit kept at the observed maximum usage {describe_millicores(peak)}")
-    if projected_at(limit) > target:
-        # The smallest limit, in 10m steps, that meets the target: a binary search, since
-        # the projection falls as the limit (and the burst it allows) grows.
-        low = limit // CPU_GRANULARITY
-        high = max(low, _round_cpu(limit_for_target(model, target)) // CPU_GRANULARITY)
-        while low < high:
-            middle = (low + high) // 2
-            if projected_at(middle * CPU_GRANULARITY) <= target:
-                high = middle
-            else:
-                low = middle + 1
-        limit = high * CPU_GRANULARITY
-        while projected_at(limit) > target:  # floating-point ties at the boundary
-            limit += CPU_GRANULARITY
-        notes.append(f"limit raised to {describe_millicores(limit)} to meet the throttle target")
-    current = container.cpu_limit
-    if current is not None and ratio > target:
-        # Throttled above the target at the current limit: whatever the model says (a
-        # burst allowance can make it content with the same quota), never keep or lower
-        # it, and raise it by at least a step worth a rollout (patch.minChange): +10m at
-        # a time creeps up while the measured ratio hovers at the target.
-        least = max(
-            _round_cpu(current * (1.0 + policy.patch.min_change)),
-            round_up(current + 1, CPU_GRANULARITY),
-        )
-        if limit < least:
-            limit = least
-            notes.append(
-                f"limit raised {policy.patch.min_change:.0%} above the current "
-                f"{describe_millicores(current)}, throttled there"
-            )
-    if manage_workers and limit % MILLICORES_PER_CORE:
-        limit = round_up(limit, MILLICORES_PER_CORE)
-        notes.append(f"limit rounded up to {describe_millicores(limit)}: workers equal whole cores")
-    cap, cap_name = _limit_cap(stats, policy)
-    capped = False
-    if cap is not None and limit > cap:
-        limit = cap
-        whole = limit - limit % MILLICORES_PER_CORE  # workers equal cores only when whole
-        floor = max(MILLICORES_PER_CORE, bounds.min_request, bounds.min_limit or 0)
-        if manage_workers and whole >= floor:
-            limit = whole
-        notes.append(f"limit capped at {cap_name} {describe_millicores(limit)}")
-        throttled_at_cap = current is not None and ratio > target and limit <= current
-        capped = throttled_at_cap or projected_at(limit) > target
-        if current is not None and throttled_at_cap and limit < current:
-            # A cap below today's limit never lowers the limit of a throttled container.
-            limit = current
-            notes.append(f"limit kept at the current {describe_millicores(current)}, throttled")
+    sizing = _LimitSizing(stats, policy, estimate, manage_workers, notes)
+    limit = sizing.start(request, limit_policy is LimitPolicy.GUARANTEED)
+    limit = sizing.meet_target(limit)
+    limit = sizing.above_throttled(limit)
+    limit = sizing.whole_cores(limit)
+    limit, capped = sizing.capped(limit)
     if limit_policy is LimitPolicy.GUARANTEED:
         request = limit
     request = min(request, limit)
     return _CpuPlan(
-        request, limit, burst_at(limit), projected_at(limit), tuple(notes), counted, capped
+        request,
+        limit,
+        sizing.burst_at(limit),
+        sizing.projected_at(limit),
+        tuple(notes),
+        sizing.counted,
+        capped,
     )
+
+
+class _LimitSizing:
+    """The CPU limit of one container: the steps of docs/recommendations.md §4, in order.
+
+    Each step takes the limit so far and returns the next, adding a note when it moved.
+    """
+
+    def __init__(
+        self,
+        stats: ContainerStats,
+        policy: ThrottlePolicySpec,
+        estimate: DemandEstimate,
+        manage_workers: bool,
+        notes: list[str],
+    ) -> None:
+        self.stats, self.policy, self.estimate = stats, policy, estimate
+        self.manage_workers, self.notes = manage_workers, notes
+        self.current = stats.container.cpu_limit
+        self.ratio, self.target = stats.cpu.throttled_period_ratio, policy.throttle_target
+        self.period_us = stats.cpu.cfs_period_us or policy.cpu.cfs_period * 1000
+        self.counted = burst_applied(stats.container, policy)
+
+    def burst_at(self, limit: int) -> int:
+        if not self.policy.burst.enabled:
+            return 0
+        return recommend_burst_us(self.estimate.model, self.ratio, limit, self.period_us)
+
+    def projected_at(self, limit: int) -> float:
+        # A burst no agent applies is not in the kernel: project the quota alone.
+        extra = burst_cores(self.burst_at(limit), self.period_us) if self.counted else 0.0
+        return projected_throttle_ratio(self.estimate.model, limit, extra, self.estimate.mean)
+
+    def start(self, request: int, guaranteed: bool) -> int:
+        """1. The limit policy's starting point, over cpu.minLimit and the observed peak."""
+        rule = TIER_RULES[self.policy.tier]
+        if guaranteed:
+            limit = request
+            self.notes.append("limit = request (Guaranteed)")
+        else:
+            limit = _round_cpu(request * rule.limit_ratio)
+            self.notes.append(
+                f"limit = {rule.limit_ratio:g} × request = {describe_millicores(limit)}"
+            )
+        limit = clamp(limit, self.policy.cpu.min_limit, None)
+        peak = _round_cpu(self.stats.cpu.usage_cores.max)
+        if (self.current is None or self.ratio < MIN_THROTTLE_RATIO) and limit < peak:
+            # No quota or no throttling: the window's maximum (start-up bursts included)
+            # ran unthrottled, so a first limit never goes below it.
+            limit = peak
+            self.notes.append(
+                f"limit kept at the observed maximum usage {describe_millicores(peak)}"
+            )
+        return limit
+
+    def meet_target(self, limit: int) -> int:
+        """2. The smallest limit, in 10m steps, the model projects at or under the target."""
+        if self.projected_at(limit) <= self.target:
+            return limit
+        # A binary search: the projection falls as the limit (and the burst it allows) grows.
+        low = limit // CPU_GRANULARITY
+        target_limit = limit_for_target(self.estimate.model, self.target)
+        high = max(low, _round_cpu(target_limit) // CPU_GRANULARITY)
+        while low < high:
+            middle = (low + high) // 2
+            if self.projected_at(middle * CPU_GRANULARITY) <= self.target:
+                high = middle
+            else:
+                low = middle + 1
+        limit = high * CPU_GRANULARITY
+        while self.projected_at(limit) > self.target:  # floating-point ties at the boundary
+            limit += CPU_GRANULARITY
+        self.notes.append(
+            f"limit raised to {describe_millicores(limit)} to meet the throttle target"
+        )
+        return limit
+
+    def above_throttled(self, limit: int) -> int:
+        """3. Throttled above the target at the current limit: at least minChange above it."""
+        current = self.current
+        if current is None or self.ratio <= self.target:
+            return limit
+        # Whatever the model says (a burst allowance can make it content with the same
+        # quota), never keep or lower it, and raise it by a step worth a rollout: +10m at
+        # a time creeps up while the measured ratio hovers at the target.
+        min_change = self.policy.patch.min_change
+        least = max(
+            _round_cpu(current * (1.0 + min_change)), round_up(current + 1, CPU_GRANULARITY)
+        )
+        if limit >= least:
+            return limit
+        self.notes.append(
+            f"limit raised {min_change:.0%} above the current "
+            f"{describe_millicores(current)}, throttled there"
+        )
+        return least
+
+    def whole_cores(self, limit: int) -> int:
+        """4. Rounded up to whole cores when the workers follow the limit."""
+        if not self.manage_workers or not limit % MILLICORES_PER_CORE:
+            return limit
+        limit = round_up(limit, MILLICORES_PER_CORE)
+        self.notes.append(
+            f"limit rounded up to {describe_millicores(limit)}: workers equal whole cores"
+        )
+        return limit
+
+    def capped(self, limit: int) -> tuple[int, bool]:
+        """5–6. At most the cap (never lowering a throttled limit); whether the cap binds."""
+        cap, cap_name = _limit_cap(self.stats, self.policy)
+        if cap is None or limit <= cap:
+            return limit, False
+        bounds, current = self.policy.cpu, self.current
+        limit = cap
+        whole = limit - limit % MILLICORES_PER_CORE  # workers equal cores only when whole
+        if self.manage_workers and whole >= max(
+            MILLICORES_PER_CORE, bounds.min_request, bounds.min_limit or 0
+        ):
+            limit = whole
+        self.notes.append(f"limit capped at {cap_name} {describe_millicores(limit)}")
+        throttled_at_cap = current is not None and self.ratio > self.target and limit <= current
+        if current is not None and throttled_at_cap and limit < current:
+            # A cap below today's limit never lowers the limit of a throttled container.
+            limit = current
+            self.notes.append(
+                f"limit kept at the current {describe_millicores(current)}, throttled"
+            )
+        return limit, throttled_at_cap or self.projected_at(limit) > self.target
 
 
 def _limit_cap(stats: ContainerStats, policy: ThrottlePolicySpec) -> tuple[int | None, str]:
