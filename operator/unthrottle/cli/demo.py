@@ -300,8 +300,33 @@ def _another_pass(kube: KubeSandbox, number: int) -> None:
     wait_for(reconciled, timeout=120, what=f"the operator's pass {number}")
 
 
+def _seed_cluster(kube: KubeSandbox, scenarios: list[Scenario]) -> list[DemoWorkload]:
+    """The CRDs, the operator's RBAC, the namespaces and a Deployment per scenario, their
+    pods running; each workload with the names of its real pods and its pod template."""
+    kube.apply(ASSETS / "crds")
+    kube.wait_crds_established(
+        "throttlepolicies.unthrottle.dev", "throttlerecommendations.unthrottle.dev"
+    )
+    kube.apply(ASSETS / "namespace.yaml")
+    kube.apply(ASSETS / "rbac.yaml")
+    for namespace in sorted({s.namespace for s in scenarios}):
+        kube.kubectl("create", "namespace", namespace, check=False)
+        kube.kubectl("label", "namespace", namespace, "unthrottle.dev/demo=true", "--overwrite")
+    kube.kubectl(
+        "label", "namespace", PATCHED_NAMESPACE, "unthrottle.dev/auto-patch=enabled",
+        "--overwrite",
+    )  # fmt: skip
+    kube.apply_manifest(
+        {"apiVersion": "v1", "kind": "List", "items": [deployment_manifest(s) for s in scenarios]}
+    )
+    scenarios = [_with_real_pods(kube, s) for s in scenarios]
+    for namespace in sorted({s.namespace for s in scenarios}):
+        kube.mark_pods_ready(namespace)  # no kubelet here: pods are declared Running
+    templates = _templates(kube, {s.namespace for s in scenarios})
+    return [DemoWorkload(s, template=templates[(s.namespace, s.deployment)]) for s in scenarios]
+
+
 def _cluster_demo(args: argparse.Namespace, workdir: Path) -> int:
-    scenarios = all_scenarios()
     with ExitStack() as stack:
         kube = KubeSandbox(workdir / "kube")
         if kube.is_built():
@@ -310,33 +335,8 @@ def _cluster_demo(args: argparse.Namespace, workdir: Path) -> int:
             _say("building the local control plane, once (about 7 minutes on 2 cores)")
         kube.start()
         stack.callback(kube.stop, keep=args.workdir is not None)
-        kube.apply(ASSETS / "crds")
-        kube.wait_crds_established(
-            "throttlepolicies.unthrottle.dev", "throttlerecommendations.unthrottle.dev"
-        )
-        kube.apply(ASSETS / "namespace.yaml")
-        kube.apply(ASSETS / "rbac.yaml")
-        for namespace in sorted({s.namespace for s in scenarios}):
-            kube.kubectl("create", "namespace", namespace, check=False)
-            kube.kubectl("label", "namespace", namespace, "unthrottle.dev/demo=true", "--overwrite")
-        kube.kubectl(
-            "label", "namespace", PATCHED_NAMESPACE, "unthrottle.dev/auto-patch=enabled",
-            "--overwrite",
-        )  # fmt: skip
-        kube.apply_manifest(
-            {
-                "apiVersion": "v1",
-                "kind": "List",
-                "items": [deployment_manifest(s) for s in scenarios],
-            }
-        )
-        scenarios = [_with_real_pods(kube, s) for s in scenarios]
-        for namespace in sorted({s.namespace for s in scenarios}):
-            kube.mark_pods_ready(namespace)  # no kubelet here: pods are declared Running
-        templates = _templates(kube, {s.namespace for s in scenarios})
-        workloads = [
-            DemoWorkload(s, template=templates[(s.namespace, s.deployment)]) for s in scenarios
-        ]
+        workloads = _seed_cluster(kube, all_scenarios())
+        scenarios = [w.seed for w in workloads]
         series, _ = _series(scenarios, workdir, args.hours)
         _say("backfilling and starting Prometheus on loopback")
         prometheus = PrometheusServer.with_data(workdir / "prometheus", [series])
