@@ -120,6 +120,9 @@ def run_job(
     runs 10 threads x 20 ms per period, twice throttled for 80 ms on 10 runqueues, then
     10 ms: done at 210 ms, 3 periods, 2 throttled, 1,600 ms throttled.
     """
+    # One function on purpose: an event loop whose state (time, runtime left in the
+    # period, each thread's work) every step reads and writes; split, it would travel
+    # between the pieces as arguments.
     if period_us <= 0:
         raise ValueError("period_us must be positive")
     if quota_us is not None and quota_us <= 0:
@@ -239,6 +242,7 @@ class CfsGroup:
         The loop is written for speed (locals only, no calls): 6,048,000 periods (7 days)
         take a few seconds.
         """
+        # The hot loop of every simulation, kept in one frame: locals, not attributes.
         period = self.period_us
         quota = self.quota_us
         burst = self.burst_us

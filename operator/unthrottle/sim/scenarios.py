@@ -149,6 +149,7 @@ class Scenario:
 
 
 def _all() -> tuple[Scenario, ...]:
+    # One long table on purpose: the seed scenarios side by side, each with its numbers.
     return (
         Scenario(
             name="quota-bound",
