@@ -79,6 +79,9 @@ def source(kube: KubeSandbox, namespace: str, identity: Path) -> Iterator[Kubern
     yield read_only
     read_only.close()
     kube.kubectl("delete", "throttlepolicy", namespace, "--wait=false", check=False)
+    # Gone before the next module lists every namespace's Deployments (the namespace's
+    # own deletion is not waited for).
+    kube.kubectl("delete", "deployment", NAME, "-n", namespace, "--timeout=30s", check=False)
 
 
 def test_variant_may_read_deployments_and_not_patch_them(
