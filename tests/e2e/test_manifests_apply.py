@@ -134,7 +134,7 @@ def operator_namespace(kube: KubeSandbox) -> str:
 @pytest.fixture(scope="module")
 def installed(kube: KubeSandbox, operator_namespace: str) -> None:
     """Everything ``kubectl apply -k manifests/`` installs, but the Deployment."""
-    built = kube.kubectl("kustomize", str(MANIFESTS)).stdout
+    built = _for_this_server(kube, kube.kubectl("kustomize", str(MANIFESTS)).stdout)
     objects = [d for d in yaml.safe_load_all(built) if d]
     kinds = [o["kind"] for o in objects]
     assert kinds.count("Deployment") == 1
@@ -142,10 +142,24 @@ def installed(kube: KubeSandbox, operator_namespace: str) -> None:
     kube.apply_manifest(yaml.safe_dump_all(rest))
 
 
+def _for_this_server(kube: KubeSandbox, built: str) -> str:
+    """The built kustomization, its PodDisruptionBudget as policy/v1beta1 when the server
+    predates policy/v1 (Kubernetes 1.20, the sandbox's): the same spec, validated still."""
+    if "policy/v1" in kube.kubectl("api-versions").stdout.split():
+        return built
+    objects = [d for d in yaml.safe_load_all(built) if d]
+    for obj in objects:
+        if obj["kind"] == "PodDisruptionBudget":
+            assert obj["apiVersion"] == "policy/v1"
+            obj["apiVersion"] = "policy/v1beta1"
+    return yaml.safe_dump_all(objects)
+
+
 def test_server_dry_run_accepts_the_kustomization(
     kube: KubeSandbox, operator_namespace: str
 ) -> None:
-    done = kube.kubectl("apply", "--dry-run=server", "-k", str(MANIFESTS), check=False)
+    built = _for_this_server(kube, kube.kubectl("kustomize", str(MANIFESTS)).stdout)
+    done = kube.kubectl("apply", "--dry-run=server", "-f", "-", stdin=built, check=False)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     for expected in (
@@ -155,7 +169,10 @@ def test_server_dry_run_accepts_the_kustomization(
         "serviceaccount/unthrottle",
         "clusterrole.rbac.authorization.k8s.io/unthrottle",
         "clusterrolebinding.rbac.authorization.k8s.io/unthrottle",
+        "role.rbac.authorization.k8s.io/unthrottle-leader-election",
+        "rolebinding.rbac.authorization.k8s.io/unthrottle-leader-election",
         "deployment.apps/unthrottle",
+        "poddisruptionbudget.policy/unthrottle",
     ):
         assert any(line.startswith(expected + " ") for line in lines), (expected, lines)
     assert all(line.endswith("(server dry run)") for line in lines), lines
@@ -206,6 +223,27 @@ def test_operator_kubeconfig_is_the_same_identity(kube: KubeSandbox, namespace: 
     # The e2e tests run the operator with kube.operator_kubeconfig; its permissions are the
     # ServiceAccount's that these manifests bind.
     assert _rules(kube, namespace, own=True) == _rules(kube, namespace)
+
+
+@pytest.mark.usefixtures("installed")
+def test_leader_election_may_use_only_its_lease(
+    kube: KubeSandbox, operator_namespace: str, namespace: str
+) -> None:
+    ns = operator_namespace
+    assert _can_i(kube, "get", "leases.coordination.k8s.io/unthrottle", namespace=ns)
+    assert _can_i(kube, "update", "leases.coordination.k8s.io/unthrottle", namespace=ns)
+    assert _can_i(kube, "create", "leases.coordination.k8s.io", namespace=ns)
+    for verb, resource in [
+        ("get", "leases.coordination.k8s.io/other"),
+        ("update", "leases.coordination.k8s.io/other"),
+        ("patch", "leases.coordination.k8s.io/unthrottle"),
+        ("delete", "leases.coordination.k8s.io/unthrottle"),
+        ("list", "leases.coordination.k8s.io"),
+        ("watch", "leases.coordination.k8s.io"),
+    ]:
+        assert not _can_i(kube, verb, resource, namespace=ns), f"{verb} {resource}"
+    for verb in ("get", "create"):
+        assert not _can_i(kube, verb, "leases.coordination.k8s.io/unthrottle", namespace=namespace)
 
 
 @pytest.fixture

@@ -44,6 +44,18 @@ EXPECTED_RULES: dict[tuple[str, str], frozenset[str]] = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): frozenset({"get", "list", "watch"}),
 }
 
+# The leader-election Role in the operator's namespace: the one Lease, by name, and create
+# (which cannot be limited by name).
+LEASE_RULES = [
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "resourceNames": ["unthrottle"],
+        "verbs": ["get", "update"],
+    },
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+]
+
 CLUSTER_SCOPED_KINDS = {
     "Namespace",
     "CustomResourceDefinition",
@@ -120,6 +132,7 @@ def test_kustomization_is_a_plain_resources_list_inside_its_root() -> None:
         "crds/throttlerecommendation.yaml",
         "rbac.yaml",
         "deployment.yaml",
+        "pdb.yaml",
     ]
     for entry in resources:
         path = MANIFESTS / entry
@@ -193,16 +206,24 @@ def test_no_wildcards_and_nothing_on_secrets_in_the_base_install() -> None:
             for key in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule.get(key, []), rule
             assert "secrets" not in rule["resources"], rule
-    kinds = {o["kind"] for o in _installed()}
-    assert not kinds & {"Role", "RoleBinding", "Secret"}
+    kinds = [o["kind"] for o in _installed()]
+    assert "Secret" not in kinds
+    assert kinds.count("Role") == kinds.count("RoleBinding") == 1  # the leader election's
 
 
-def test_cluster_role_binding_binds_the_service_account() -> None:
-    binding = _one("ClusterRoleBinding")
+def test_leader_election_role_is_the_one_lease_in_the_operator_namespace() -> None:
+    role, binding = _one("Role"), _one("RoleBinding")
+    assert role["metadata"]["namespace"] == OPERATOR_NAMESPACE
+    assert binding["metadata"]["namespace"] == OPERATOR_NAMESPACE
+    assert role["rules"] == LEASE_RULES
+    _assert_binds_the_service_account(binding, role)
+
+
+def _assert_binds_the_service_account(binding: dict[str, Any], role: dict[str, Any]) -> None:
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "ClusterRole",
-        "name": _one("ClusterRole")["metadata"]["name"],
+        "kind": role["kind"],
+        "name": role["metadata"]["name"],
     }
     assert binding["subjects"] == [
         {
@@ -211,6 +232,10 @@ def test_cluster_role_binding_binds_the_service_account() -> None:
             "namespace": OPERATOR_NAMESPACE,
         }
     ]
+
+
+def test_cluster_role_binding_binds_the_service_account() -> None:
+    _assert_binds_the_service_account(_one("ClusterRoleBinding"), _one("ClusterRole"))
 
 
 def test_optional_secret_role_reads_only_the_named_prometheus_secrets() -> None:
@@ -226,18 +251,7 @@ def test_optional_secret_role_reads_only_the_named_prometheus_secrets() -> None:
             "verbs": ["get"],
         }
     ]
-    assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "Role",
-        "name": role["metadata"]["name"],
-    }
-    assert binding["subjects"] == [
-        {
-            "kind": "ServiceAccount",
-            "name": OPERATOR_SERVICE_ACCOUNT,
-            "namespace": OPERATOR_NAMESPACE,
-        }
-    ]
+    _assert_binds_the_service_account(binding, role)
     # The names match the Secrets the auth example policy refers to.
     (policy,) = _docs(CRDS / "examples" / "tp-prometheus-auth.yaml")
     refs = [v for k, v in policy["spec"]["prometheus"].items() if k.endswith("SecretRef")]
@@ -248,14 +262,19 @@ def test_optional_secret_role_reads_only_the_named_prometheus_secrets() -> None:
 # --- the Deployment ----------------------------------------------------------------------
 
 
-def test_deployment_runs_one_operator_at_a_time() -> None:
+def test_deployment_runs_two_replicas_with_a_disruption_budget() -> None:
     spec = _one("Deployment")["spec"]
-    assert spec["replicas"] == 1
-    # Standalone kopf: a rolling update would briefly run two operators.
-    assert spec["strategy"] == {"type": "Recreate"}
+    # Leader election: only the Lease holder reconciles, so two pods (and a rolling
+    # update's overlap) are safe.
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["type"] == "RollingUpdate"
     selector = spec["selector"]["matchLabels"]
     labels = spec["template"]["metadata"]["labels"]
     assert selector.items() <= labels.items()
+    budget = _one("PodDisruptionBudget")
+    assert budget["apiVersion"] == "policy/v1"
+    assert budget["metadata"]["namespace"] == OPERATOR_NAMESPACE
+    assert budget["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
 
 
 def test_image_is_pinned_to_the_project_version() -> None:
@@ -274,7 +293,8 @@ def test_command_and_environment() -> None:
     assert container["command"] == ["unthrottle", "run", "-A"]
     assert "args" not in container
     env = {e["name"]: e for e in container["env"]}
-    assert set(env) == {"UNTHROTTLE_PROMETHEUS_URL", "UNTHROTTLE_NAMESPACE"}
+    assert set(env) == {"UNTHROTTLE_PROMETHEUS_URL", "UNTHROTTLE_NAMESPACE", "POD_NAME"}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["UNTHROTTLE_PROMETHEUS_URL"]["value"].startswith("http")
     assert env["UNTHROTTLE_NAMESPACE"]["valueFrom"] == {
         "fieldRef": {"fieldPath": "metadata.namespace"}

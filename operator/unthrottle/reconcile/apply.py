@@ -10,6 +10,13 @@ the Deployment in between (the API server answers 409 Conflict and changes nothi
 Deployment is read again and its plan made again from what it is now (``replan``, see
 :func:`replanner`): their change is decided on, never overwritten. A rollback that meets
 a conflict fails the pass, which is retried from a fresh read.
+
+Under the Recommend-only RBAC (``manifests/recommend-only/``: no ``patch`` on
+Deployments) the API server refuses the ``unthrottle.dev/recommendation`` annotation with
+403. That is not a failure: the ThrottleRecommendation is still written, the policy's
+``DeploymentAnnotations`` condition says the annotations are not written, and the log says
+so once per policy, not on every pass. A resource patch refused with 403 (AutoPatch under
+that RBAC) raises :class:`PatchForbiddenError`, which the pass reports as its condition.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
+from unthrottle.model.names import RECOMMENDATION_ANNOTATION
+from unthrottle.model.status import ThrottlePolicyStatus
 from unthrottle.model.workload import DeploymentInfo
 from unthrottle.reconcile.plan import (
     PassPlan,
@@ -26,13 +35,21 @@ from unthrottle.reconcile.plan import (
     plan_pass,
 )
 from unthrottle.reconcile.snapshot import ClusterSnapshot, Instant, PolicyObject
-from unthrottle.reconcile.status import as_merge_patch
+from unthrottle.reconcile.status import as_merge_patch, condition
 from unthrottle.sources.kubeapi import KubernetesError
 from unthrottle.sources.kubernetes import KubernetesSource
 
-__all__ = ["Replan", "apply_plan", "apply_rollbacks", "replanner"]
+__all__ = ["PatchForbiddenError", "Replan", "apply_plan", "apply_rollbacks", "replanner"]
 
 logger = logging.getLogger("unthrottle.reconcile")
+FORBIDDEN = 403
+ANNOTATIONS_CONDITION = "DeploymentAnnotations"
+# Policies whose annotations were refused on their last pass: logged once until it changes.
+_read_only: set[str] = set()
+
+
+class PatchForbiddenError(KubernetesError):
+    """The operator may not patch a Deployment's resources (read-only RBAC)."""
 
 
 def _post_events(
@@ -84,19 +101,31 @@ def replanner(
 
 
 def _write_deployment(
-    kube: KubernetesSource, workload: WorkloadPlan, replan: Replan | None
+    kube: KubernetesSource, workload: WorkloadPlan, replan: Replan | None, refused: list[str]
 ) -> WorkloadPlan | None:
-    """The patch or the annotation of ``workload``; the plan that was written."""
+    """The patch or the annotation of ``workload``; the plan that was written. A refused
+    annotation is appended to ``refused`` (as the Deployment's name)."""
     for _ in range(MAX_ATTEMPTS):
         ref = workload.deployment.ref
         if workload.patch is None:
             if workload.annotations is not None:
-                kube.annotate_deployment(ref, workload.annotations)
+                try:
+                    kube.annotate_deployment(ref, workload.annotations)
+                except KubernetesError as exc:
+                    if exc.status != FORBIDDEN:
+                        raise
+                    refused.append(str(ref))
             return workload
         try:
             kube.patch_deployment(ref, workload.patch, workload.deployment.resource_version)
             return workload
         except KubernetesError as exc:
+            if exc.status == FORBIDDEN:
+                raise PatchForbiddenError(
+                    f"the operator may not patch Deployment {ref} (read-only RBAC?): "
+                    "set spec.mode: Recommend, or grant patch on deployments",
+                    FORBIDDEN,
+                ) from exc
             if exc.status != CONFLICT or replan is None:
                 raise
             logger.info("%s changed since it was read: deciding again", ref)
@@ -132,8 +161,9 @@ def apply_plan(
     ``replan`` decides again for a Deployment whose patch met a conflict; without it the
     conflict is raised."""
     events = []
+    refused: list[str] = []
     for planned in plan.workloads:
-        workload = _write_deployment(kube, planned, replan)
+        workload = _write_deployment(kube, planned, replan, refused)
         if workload is None:
             continue  # gone, or no longer this policy's, since it was read
         events += _post_events(kube, workload.deployment, workload.events, now)
@@ -142,6 +172,31 @@ def apply_plan(
         )
     for namespace, name in plan.stale_recommendations:
         kube.delete_recommendation(namespace, name)
-    body = as_merge_patch(plan.status.model_dump(mode="json", by_alias=True))
+    status = plan.status
+    if refused:
+        status = _annotations_refused(plan, refused, now)
+    elif plan.policy in _read_only and plan.workloads:
+        _read_only.discard(plan.policy)
+        logger.info("policy %s: Deployment annotations are written again", plan.policy)
+    body = as_merge_patch(status.model_dump(mode="json", by_alias=True))
     kube.patch_policy_status(plan.policy, body)
     return events
+
+
+def _annotations_refused(plan: PassPlan, refused: list[str], now: Instant) -> ThrottlePolicyStatus:
+    """The status with a condition that says the annotations were not written."""
+    message = (
+        f"the {RECOMMENDATION_ANNOTATION} annotation is not written (403: read-only RBAC, "
+        f"no patch on deployments) on {len(refused)} Deployment(s), e.g. {refused[0]}; "
+        "the ThrottleRecommendations are"
+    )
+    if plan.policy not in _read_only:
+        _read_only.add(plan.policy)
+        logger.warning("policy %s: %s", plan.policy, message)
+    status = plan.status
+    generation = status.observed_generation
+    refusal = condition(
+        ANNOTATIONS_CONDITION, False, "Forbidden", message, now_text=now.text, generation=generation
+    )
+    others = tuple(c for c in status.conditions if c.type != ANNOTATIONS_CONDITION)
+    return status.model_copy(update={"conditions": (*others, refusal)})

@@ -23,7 +23,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from unthrottle.reconcile.apply import Replan, apply_plan, apply_rollbacks, replanner
+from unthrottle.reconcile.apply import (
+    PatchForbiddenError,
+    Replan,
+    apply_plan,
+    apply_rollbacks,
+    replanner,
+)
 from unthrottle.reconcile.plan import PassPlan, plan_failure, plan_pass, plan_rollbacks
 from unthrottle.reconcile.read import (
     PrometheusFactory,
@@ -178,7 +184,14 @@ def reconcile_policy(
         policy, kube=kube, settings=settings, now=now, prometheus=prometheus, result=result
     )
     with _Timer(result.steps)("apply"):
-        result.events += apply_plan(kube, plan, now, replan)
+        try:
+            result.events += apply_plan(kube, plan, now, replan)
+        except PatchForbiddenError as exc:
+            # AutoPatch under the Recommend-only RBAC: the policy's status says so.
+            generation = plan.status.observed_generation
+            failure = PassFailure("PatchForbidden", str(exc))
+            plan = plan_failure(plan.policy, generation, None, failure, now)
+            apply_plan(kube, plan, now)
     counts = plan.status.counts
     result.ok, result.message, result.plan = plan.ok, plan.message, plan
     result.prometheus_error = plan.prometheus_error

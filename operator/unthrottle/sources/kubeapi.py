@@ -5,7 +5,7 @@ files, client certificates, exec plugins); its generated API classes change shap
 releases and choose patch content types for you. unthrottle needs exact control over a few
 verbs (a strategic-merge patch of a Deployment, a merge patch of a status subresource), so
 this module keeps the package's configuration and speaks plain JSON over ``requests``:
-``get``, ``post``, ``patch`` with an explicit content type, ``delete``. Errors become
+``get``, ``post``, ``put``, ``patch`` with an explicit content type, ``delete``. Errors become
 :class:`KubernetesError` with the verb, the path and the API server's message.
 """
 
@@ -162,6 +162,11 @@ class KubeApi:
 
     def post(self, path: str, body: Any) -> Any:
         return self.request("POST", path, body=body)
+
+    def put(self, path: str, body: Any) -> Any:
+        """Replace an object; its ``metadata.resourceVersion`` makes it a compare-and-swap
+        (409 Conflict when someone else wrote it since)."""
+        return self.request("PUT", path, body=body)
 
     def patch(self, path: str, body: Any, content_type: str = MERGE_PATCH) -> Any:
         return self.request("PATCH", path, body=body, content_type=content_type)
