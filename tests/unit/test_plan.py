@@ -539,3 +539,17 @@ def test_the_trec_shows_the_workers_the_downward_api_gives() -> None:
     (current,) = [c["current"] for c in plan.workloads[0].trec_status["containers"]]
     assert current["webConcurrency"] == 2  # limits.cpu 1500m, rounded up by the kubelet
     assert plan.workloads[0].trec_status["summary"]["workers"].startswith("2")
+
+
+def test_a_step_limited_patch_shows_what_was_applied_and_the_target() -> None:
+    plan = plan_pass(policy(mode="AutoPatch"), snapshot([manifest("shop", "a")], labels=AUTO), NOW)
+    (workload,) = plan.workloads
+    assert workload.patch is not None
+    (container,) = workload.trec_status["containers"]
+    # 60% throttled at 300m: 540m/1080m recommended; maxStepUp 2 writes the limit 600m.
+    assert container["recommended"]["cpuLimit"] == "1080m"
+    assert container["applied"]["cpuLimit"] == "600m"
+    assert container["applied"]["cpuRequest"] == "540m"
+    summary = workload.trec_status["summary"]
+    assert summary["cpuLimit"] == "300m→600m (target 1080m)"
+    assert summary["cpuRequest"] == "300m→540m"  # written whole: no target shown

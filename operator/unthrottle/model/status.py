@@ -173,6 +173,8 @@ class ContainerRecommendationStatus(FrozenApiModel):
     action: ContainerAction
     reason: str = ""
     current: ContainerCurrent = Field(default_factory=ContainerCurrent)
+    # What a patch wrote, after the step limits: the recommendation is the target.
+    applied: ContainerCurrent | None = None
     recommended: ContainerRecommended | None = None
     evidence: ContainerEvidence | None = None
     diagnosis: tuple[Diagnosis, ...] = ()

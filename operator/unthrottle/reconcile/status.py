@@ -146,10 +146,53 @@ def _container_status(
         action=decision.action,
         reason=decision.reason,
         current=current_of(current),
+        applied=None if decision.applied is None else current_of(decision.applied),
         recommended=recommended,
         evidence=evidence,
         diagnosis=result.diagnosis,
         explanation=result.message if isinstance(result, NoRecommendation) else result.explanation,
+    )
+
+
+def _toward(before: str, applied: str, target: str) -> str:
+    """``250m→500m (target 590m)`` when a step limit cut the patch, else ``250m→590m``."""
+    moved = change(before, applied)
+    return moved if applied == target else f"{moved} (target {target})"
+
+
+def _applied_summary(
+    decision: ContainerDecision, current: ContainerResources, before: str
+) -> RecommendationSummary:
+    """A patched container's columns: what was written, and the target where it differs."""
+    result, applied = decision.result, decision.applied
+    assert isinstance(result, Recommendation) and applied is not None
+
+    def workers(value: int | None) -> str:
+        return "-" if value is None else str(value)
+
+    now = workers(current_workers(current))
+    return RecommendationSummary(
+        container=decision.name,
+        throttle=change(before, ratio_text(result.projected_throttle_ratio)),
+        cpu_request=_toward(
+            cpu_text(current.cpu_request),
+            cpu_text(applied.cpu_request),
+            cpu_text(result.cpu_request),
+        ),
+        cpu_limit=_toward(
+            cpu_text(current.cpu_limit), cpu_text(applied.cpu_limit), cpu_text(result.cpu_limit)
+        ),
+        burst=f"{result.cpu_burst_us // 1000}ms" if result.cpu_burst_us else "-",
+        memory=_toward(
+            memory_text(current.memory_limit),
+            memory_text(applied.memory_limit),
+            memory_text(result.memory_limit),
+        ),
+        # The pods get the downward API's reading of the limit written, not of the target.
+        workers=now
+        if result.web_concurrency is None
+        else _toward(now, workers(current_workers(applied)), workers(result.web_concurrency)),
+        action=decision.action,
     )
 
 
@@ -161,6 +204,8 @@ def _summary(outcome: WorkloadOutcome, name: str) -> RecommendationSummary:
     result = decision.result
     workers = current_workers(current)
     workers_now = "-" if workers is None else str(workers)
+    if decision.applied is not None and isinstance(result, Recommendation):
+        return _applied_summary(decision, current, before)
     if not isinstance(result, Recommendation):
         return RecommendationSummary(
             container=name,
