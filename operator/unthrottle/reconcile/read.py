@@ -151,7 +151,7 @@ def read_cluster(
     namespaces = policy_namespaces(policy, base)
     selected = [
         d
-        for d in kube.deployments(namespaces, "", spec.web_concurrency.env_name)
+        for d in kube.workloads(namespaces, "", spec.web_concurrency.env_name, spec.kinds)
         if spec.selector.matches(d.labels)
     ]
     candidates = tuple(kube.with_applied_bursts(selected))

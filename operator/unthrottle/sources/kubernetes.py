@@ -1,11 +1,14 @@
-"""The Kubernetes source: Deployments, their containers and ReplicaSets, read from the API.
+"""The Kubernetes source: Deployments, StatefulSets, DaemonSets, their containers and
+ReplicaSets, read from the API.
 
 This module owns reading the cluster for a report or a reconcile: which namespaces and
-Deployments a selector covers, each container's resources and where its WEB_CONCURRENCY
+workloads a selector covers (each kind's rollout status as :func:`deployment_info` reads
+it), each container's resources and where its WEB_CONCURRENCY
 comes from (a literal, or the downward API's ``limits.cpu``/``requests.cpu``), the burst
 annotation of the pod template and the burst the node agent reports applied on its pods,
 and which Deployment owns each ReplicaSet (so pods map to Deployments even where
-kube-state-metrics' ``kube_replicaset_owner`` is missing). It also serves the node agent:
+kube-state-metrics' ``kube_replicaset_owner`` is missing; StatefulSets' and DaemonSets'
+pods name their workload directly). It also serves the node agent:
 the pods of one node, and the agent's report annotations on them. API
 objects are turned into plain dictionaries at the edge and parsed by pure functions
 (:func:`deployment_info`), which the unit tests exercise without a cluster.
@@ -26,7 +29,7 @@ from unthrottle.model.names import (
 )
 from unthrottle.model.quantity import parse_bytes, parse_millicores
 from unthrottle.model.stats import ContainerResources, WebConcurrencySource
-from unthrottle.model.workload import DeploymentInfo, WorkloadRef
+from unthrottle.model.workload import ALL_KINDS, DeploymentInfo, WorkloadKind, WorkloadRef
 from unthrottle.sources.kubeapi import (
     MERGE_PATCH,
     STRATEGIC_MERGE_PATCH,
@@ -92,8 +95,45 @@ def container_resources(
     )
 
 
-def deployment_info(deployment: Mapping[str, Any], env_name: str) -> DeploymentInfo:
-    """A Deployment as the API returns it (a dictionary) → :class:`DeploymentInfo`."""
+def _rollout_fields(
+    kind: WorkloadKind, spec: Mapping[str, Any], status: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Each kind's replicas, strategy and rollout status, as :class:`DeploymentInfo` names them."""
+    replicas = spec.get("replicas")
+    fields: dict[str, Any] = {
+        "replicas": 1 if replicas is None else replicas,
+        "status_replicas": status.get("replicas") or 0,
+        "updated_replicas": status.get("updatedReplicas") or 0,
+        "available_replicas": status.get("availableReplicas") or 0,
+    }
+    if kind is WorkloadKind.DEPLOYMENT:
+        fields["update_strategy"] = (spec.get("strategy") or {}).get("type") or "RollingUpdate"
+        return fields
+    strategy = spec.get("updateStrategy") or {}
+    rolling = strategy.get("rollingUpdate") or {}
+    fields["update_strategy"] = strategy.get("type") or "RollingUpdate"
+    if kind is WorkloadKind.STATEFULSET:
+        fields["partition"] = rolling.get("partition") or 0
+        fields["current_revision"] = status.get("currentRevision") or ""
+        fields["update_revision"] = status.get("updateRevision") or ""
+        return fields
+    # A DaemonSet wants one pod per eligible node: its status says how many.
+    fields.update(
+        replicas=status.get("desiredNumberScheduled") or 0,
+        status_replicas=status.get("currentNumberScheduled") or 0,
+        updated_replicas=status.get("updatedNumberScheduled") or 0,
+        available_replicas=status.get("numberAvailable") or 0,
+        max_unavailable=str(rolling.get("maxUnavailable", 1)),
+    )
+    return fields
+
+
+def deployment_info(
+    deployment: Mapping[str, Any],
+    env_name: str,
+    kind: WorkloadKind = WorkloadKind.DEPLOYMENT,
+) -> DeploymentInfo:
+    """A workload of ``kind`` as the API returns it (a dictionary) → :class:`DeploymentInfo`."""
     metadata = deployment.get("metadata") or {}
     spec = deployment.get("spec") or {}
     status = deployment.get("status") or {}
@@ -110,50 +150,60 @@ def deployment_info(deployment: Mapping[str, Any], env_name: str) -> DeploymentI
         for c in containers
     }
     return DeploymentInfo(
-        ref=WorkloadRef(namespace=metadata["namespace"], name=metadata["name"]),
+        ref=WorkloadRef(namespace=metadata["namespace"], kind=kind, name=metadata["name"]),
         uid=metadata.get("uid") or "",
         resource_version=metadata.get("resourceVersion") or "",
         labels=dict(metadata.get("labels") or {}),
         annotations=dict(metadata.get("annotations") or {}),
         template_annotations=template_annotations,
         containers=tuple(container_resources(c, env_name, burst) for c in containers),
-        replicas=spec.get("replicas", 1) if spec.get("replicas") is not None else 1,
         generation=metadata.get("generation") or 0,
         observed_generation=status.get("observedGeneration") or 0,
-        status_replicas=status.get("replicas") or 0,
-        updated_replicas=status.get("updatedReplicas") or 0,
-        available_replicas=status.get("availableReplicas") or 0,
         owned=owned,
+        **_rollout_fields(kind, spec, status),
     )
+
+
+workload_info = deployment_info
+
+
+def pod_workload(
+    pod: Mapping[str, Any], owners: Mapping[tuple[str, str], str]
+) -> WorkloadRef | None:
+    """The workload a pod belongs to, by its controlling ownerReference: a StatefulSet or a
+    DaemonSet directly, a Deployment through its ReplicaSet (``owners``: (namespace,
+    ReplicaSet) → Deployment)."""
+    metadata = pod.get("metadata") or {}
+    namespace = metadata.get("namespace") or ""
+    for ref in metadata.get("ownerReferences") or []:
+        if not ref.get("controller") or not ref.get("name") or not namespace:
+            continue
+        if ref.get("kind") == "ReplicaSet":
+            deployment = owners.get((namespace, ref["name"]))
+            return None if deployment is None else WorkloadRef(namespace=namespace, name=deployment)
+        if ref.get("kind") in (WorkloadKind.STATEFULSET, WorkloadKind.DAEMONSET):
+            kind = WorkloadKind(ref["kind"])
+            return WorkloadRef(namespace=namespace, kind=kind, name=ref["name"])
+    return None
 
 
 def applied_bursts(
     pods: Iterable[Mapping[str, Any]], owners: Mapping[tuple[str, str], str]
-) -> dict[tuple[str, str], int]:
-    """(namespace, Deployment) → the burst its running pods report applied (the node
-    agent's ``unthrottle.dev/cpu-burst-applied``): the smallest, and only when every one
-    of its running pods reports one. Pods map to Deployments through their controlling
-    ReplicaSet (``owners``: (namespace, ReplicaSet) → Deployment)."""
-    reports: dict[tuple[str, str], list[int | None]] = {}
+) -> dict[WorkloadRef, int]:
+    """Workload → the burst its running pods report applied (the node agent's
+    ``unthrottle.dev/cpu-burst-applied``): the smallest, and only when every one of its
+    running pods reports one. Pods map to workloads by :func:`pod_workload`."""
+    reports: dict[WorkloadRef, list[int | None]] = {}
     for pod in pods:
         metadata = pod.get("metadata") or {}
         if (pod.get("status") or {}).get("phase") != "Running" or metadata.get("deletionTimestamp"):
             continue
-        namespace = metadata.get("namespace") or ""
-        replicaset = next(
-            (
-                ref.get("name")
-                for ref in metadata.get("ownerReferences") or []
-                if ref.get("kind") == "ReplicaSet" and ref.get("controller")
-            ),
-            None,
-        )
-        deployment = owners.get((namespace, replicaset or ""))
-        if deployment is None:
+        workload = pod_workload(pod, owners)
+        if workload is None:
             continue
         text = str((metadata.get("annotations") or {}).get(BURST_APPLIED_ANNOTATION, ""))
         value = int(text) if text.strip().isdigit() else None
-        reports.setdefault((namespace, deployment), []).append(value)
+        reports.setdefault(workload, []).append(value)
     return {
         key: min(v for v in values if v is not None)
         for key, values in reports.items()
@@ -168,6 +218,10 @@ def with_applied_burst(deployment: DeploymentInfo, burst_us: int | None) -> Depl
         for c in deployment.containers
     )
     return deployment.model_copy(update={"containers": containers})
+
+
+def _path(ref: WorkloadRef) -> str:
+    return f"/apis/apps/v1/namespaces/{ref.namespace}/{ref.kind.resource}/{ref.name}"
 
 
 class KubernetesSource:
@@ -216,6 +270,30 @@ class KubernetesSource:
         names = (n["metadata"]["name"] for n in self._items("/api/v1/namespaces", selector))
         return sorted(n for n in names if n not in skip)
 
+    def workloads(
+        self,
+        namespaces: Iterable[str] | None,
+        selector: str = "",
+        env_name: str = "WEB_CONCURRENCY",
+        kinds: Iterable[WorkloadKind] = ALL_KINDS,
+    ) -> list[DeploymentInfo]:
+        """The workloads of ``kinds`` matching ``selector`` in ``namespaces`` (None: every
+        namespace): one list per kind and namespace."""
+        found = []
+        for kind in dict.fromkeys(kinds):
+            if namespaces is None:
+                items = self._items(f"/apis/apps/v1/{kind.resource}", selector)
+            else:
+                items = [
+                    item
+                    for namespace in namespaces
+                    for item in self._items(
+                        f"/apis/apps/v1/namespaces/{namespace}/{kind.resource}", selector
+                    )
+                ]
+            found += [deployment_info(item, env_name, kind) for item in items]
+        return found
+
     def deployments(
         self,
         namespaces: Iterable[str] | None,
@@ -223,27 +301,18 @@ class KubernetesSource:
         env_name: str = "WEB_CONCURRENCY",
     ) -> list[DeploymentInfo]:
         """The Deployments matching ``selector`` in ``namespaces`` (None: every namespace)."""
-        if namespaces is None:
-            items = self._items("/apis/apps/v1/deployments", selector)
-        else:
-            items = [
-                item
-                for namespace in namespaces
-                for item in self._items(
-                    f"/apis/apps/v1/namespaces/{namespace}/deployments", selector
-                )
-            ]
-        return [deployment_info(item, env_name) for item in items]
+        return self.workloads(namespaces, selector, env_name, (WorkloadKind.DEPLOYMENT,))
 
-    def deployment(self, ref: WorkloadRef, env_name: str) -> DeploymentInfo | None:
-        """One Deployment read again (None: it is gone)."""
-        path = f"/apis/apps/v1/namespaces/{ref.namespace}/deployments/{ref.name}"
+    def workload(self, ref: WorkloadRef, env_name: str) -> DeploymentInfo | None:
+        """One workload read again (None: it is gone)."""
         try:
-            return deployment_info(self.api.get(path), env_name)
+            return deployment_info(self.api.get(_path(ref)), env_name, ref.kind)
         except KubernetesError as exc:
             if exc.status == 404:
                 return None
             raise
+
+    deployment = workload
 
     def replicaset_owners(self, namespaces: Iterable[str] | None) -> dict[tuple[str, str], str]:
         """(namespace, ReplicaSet) → the Deployment that owns it."""
@@ -263,8 +332,8 @@ class KubernetesSource:
                     owners[(metadata["namespace"], metadata["name"])] = ref["name"]
         return owners
 
-    def cpu_autoscaled(self, namespaces: Iterable[str]) -> set[tuple[str, str]]:
-        """(namespace, Deployment) pairs a HorizontalPodAutoscaler scales on CPU utilization.
+    def cpu_autoscaled(self, namespaces: Iterable[str]) -> set[WorkloadRef]:
+        """The workloads a HorizontalPodAutoscaler scales on CPU utilization.
 
         Read through ``autoscaling/v1``, where an HPA of any version that has a CPU
         utilization target shows ``targetCPUUtilizationPercentage``.
@@ -275,10 +344,17 @@ class KubernetesSource:
             for hpa in self._items(path):
                 spec = hpa.get("spec") or {}
                 target = spec.get("scaleTargetRef") or {}
-                if target.get("kind") == "Deployment" and spec.get(
-                    "targetCPUUtilizationPercentage"
+                kind = target.get("kind")
+                if (
+                    kind in set(WorkloadKind)
+                    and target.get("name")
+                    and spec.get("targetCPUUtilizationPercentage")
                 ):
-                    scaled.add((namespace, target["name"]))
+                    scaled.add(
+                        WorkloadRef(
+                            namespace=namespace, kind=WorkloadKind(kind), name=target["name"]
+                        )
+                    )
         return scaled
 
     def node_pods(self, node: str) -> list[dict[str, Any]]:
@@ -292,10 +368,9 @@ class KubernetesSource:
     ) -> list[DeploymentInfo]:
         """The Deployments with the burst their pods report applied (:func:`applied_bursts`).
 
-        Pods are read only in the namespaces of Deployments whose template carries the
-        burst annotation (no annotation, nothing for an agent to apply): one list of the
-        Deployments' pods (``pod-template-hash``) per namespace, and the ReplicaSets there
-        unless ``owners`` are given.
+        Pods are read only in the namespaces of workloads whose template carries the
+        burst annotation (no annotation, nothing for an agent to apply): one list of pods
+        per namespace, and the ReplicaSets there unless ``owners`` are given.
         """
         found = list(deployments)
         namespaces = sorted(
@@ -308,10 +383,10 @@ class KubernetesSource:
         pods = [
             item
             for namespace in namespaces
-            for item in self._items(f"/api/v1/namespaces/{namespace}/pods", "pod-template-hash")
+            for item in self._items(f"/api/v1/namespaces/{namespace}/pods")
         ]
         applied = applied_bursts(pods, owners)
-        return [with_applied_burst(d, applied.get((d.ref.namespace, d.ref.name))) for d in found]
+        return [with_applied_burst(d, applied.get(d.ref)) for d in found]
 
     def policies(self) -> list[dict[str, Any]]:
         """Every ThrottlePolicy, as the API server returns it."""
@@ -343,7 +418,7 @@ class KubernetesSource:
 
     # --- writing ---------------------------------------------------------------------
 
-    def patch_deployment(
+    def patch_workload(
         self, ref: WorkloadRef, body: Mapping[str, Any], resource_version: str = ""
     ) -> None:
         """A strategic-merge patch (lists of containers and env merge by name).
@@ -352,16 +427,18 @@ class KubernetesSource:
         object: after anyone else's write it answers 409 Conflict (:class:`KubernetesError`
         with ``status`` 409) and changes nothing.
         """
-        path = f"/apis/apps/v1/namespaces/{ref.namespace}/deployments/{ref.name}"
+        path = _path(ref)
         if resource_version:
             metadata = {**(body.get("metadata") or {}), "resourceVersion": resource_version}
             body = {**body, "metadata": metadata}
         self.api.patch(path, body, STRATEGIC_MERGE_PATCH)
 
-    def annotate_deployment(self, ref: WorkloadRef, annotations: Mapping[str, str | None]) -> None:
+    def annotate_workload(self, ref: WorkloadRef, annotations: Mapping[str, str | None]) -> None:
         """A merge patch of metadata.annotations only (None removes one)."""
-        path = f"/apis/apps/v1/namespaces/{ref.namespace}/deployments/{ref.name}"
-        self.api.patch(path, {"metadata": {"annotations": dict(annotations)}}, MERGE_PATCH)
+        self.api.patch(_path(ref), {"metadata": {"annotations": dict(annotations)}}, MERGE_PATCH)
+
+    patch_deployment = patch_workload
+    annotate_deployment = annotate_workload
 
     def annotate_pod(
         self, namespace: str, name: str, annotations: Mapping[str, str | None]
@@ -376,22 +453,25 @@ class KubernetesSource:
         policy: str,
         spec: Mapping[str, Any],
         status: Mapping[str, Any],
+        name: str = "",
     ) -> None:
-        """Create the Deployment's ThrottleRecommendation if missing, then set its status.
+        """Create the workload's ThrottleRecommendation if missing, then set its status.
 
-        It has the Deployment's name, a controller ownerReference to it (so the garbage
-        collector deletes it with the Deployment) and the label of the policy that wrote it.
+        It is named ``name`` (default: the workload's name), has a controller
+        ownerReference to the workload (so the garbage collector deletes it with the
+        workload) and the label of the policy that wrote it.
         """
         ref = deployment.ref
+        name = name or ref.name
         base = f"/apis/{GROUP}/{VERSION}/namespaces/{ref.namespace}/throttlerecommendations"
         metadata = {
-            "name": ref.name,
+            "name": name,
             "namespace": ref.namespace,
             "labels": {POLICY_LABEL: policy},
             "ownerReferences": [
                 {
                     "apiVersion": "apps/v1",
-                    "kind": "Deployment",
+                    "kind": ref.kind.value,
                     "name": ref.name,
                     "uid": deployment.uid,
                     "controller": True,
@@ -400,7 +480,7 @@ class KubernetesSource:
             ],
         }
         try:
-            self.api.patch(f"{base}/{ref.name}", {"metadata": metadata, "spec": dict(spec)})
+            self.api.patch(f"{base}/{name}", {"metadata": metadata, "spec": dict(spec)})
         except KubernetesError as exc:
             if exc.status != 404:
                 raise
@@ -413,7 +493,7 @@ class KubernetesSource:
                     "spec": dict(spec),
                 },
             )
-        self.api.patch(f"{base}/{ref.name}/status", {"status": dict(status)})
+        self.api.patch(f"{base}/{name}/status", {"status": dict(status)})
 
     def delete_recommendation(self, namespace: str, name: str) -> None:
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/throttlerecommendations/{name}"
