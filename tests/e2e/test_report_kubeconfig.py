@@ -91,7 +91,7 @@ def test_scope_configuration_and_overrides_come_from_the_api(
     assert reports["recommended"]["webConcurrency"] == limit // 1000
     assert rows["newapp"]["reason"] == "missing-metrics"
     assert rows["newapp"]["recommended"] is None
-    assert "Deployments in" in err
+    assert "workloads in" in err
 
 
 def test_selector_narrows_the_scope(

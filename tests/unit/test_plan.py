@@ -192,7 +192,11 @@ def test_cooldown_and_hpa_hold_a_patch_back() -> None:
         "shop", "recent", annotations={LAST_PATCHED_ANNOTATION: "2025-12-31T23:00:00Z"}
     )
     scaled = manifest("shop", "scaled")
-    shot = snapshot([recent, scaled], labels=AUTO, cpu_autoscaled=frozenset({WorkloadRef(namespace="shop", name="scaled")}))
+    shot = snapshot(
+        [recent, scaled],
+        labels=AUTO,
+        cpu_autoscaled=frozenset({WorkloadRef(namespace="shop", name="scaled")}),
+    )
     plan = plan_pass(policy(mode="AutoPatch", patch={"maxConcurrentRollouts": 5}), shot, NOW)
     assert patched(plan) == []
     reasons = {

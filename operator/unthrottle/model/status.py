@@ -90,6 +90,7 @@ class TopOffender(FrozenApiModel):
     """One of the most throttled containers a policy covers."""
 
     namespace: str = Field(min_length=1)
+    kind: WorkloadKind = WorkloadKind.DEPLOYMENT
     name: str = Field(min_length=1)
     container: str = Field(min_length=1)
     throttle_ratio: float = Field(ge=0.0, le=1.0)

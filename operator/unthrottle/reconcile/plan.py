@@ -205,7 +205,7 @@ def governed(
     selector), so the plan is right whatever the read step listed.
     """
     if snapshot.namespace_labels is None:
-        return list(snapshot.deployments), []
+        return [d for d in snapshot.deployments if d.kind in policy.spec.kinds], []
     labels = snapshot.namespace_labels
     mine = [d for d in snapshot.deployments if selects(policy.spec, d, labels, snapshot.bounds)]
     found, overlaps = split_governed(
