@@ -11,7 +11,13 @@ from unthrottle.model.names import AUTO_PATCH_LABEL, LAST_PATCHED_ANNOTATION
 from unthrottle.model.policy import ThrottlePolicySpec
 from unthrottle.model.stats import ContainerStats
 from unthrottle.model.status import ContainerAction, TargetRef
-from unthrottle.model.workload import ALL_KINDS, WorkloadKind, WorkloadRef, WorkloadStats
+from unthrottle.model.workload import (
+    ALL_KINDS,
+    DeploymentInfo,
+    WorkloadKind,
+    WorkloadRef,
+    WorkloadStats,
+)
 from unthrottle.reconcile.plan import PassPlan, plan_pass, trec_names
 from unthrottle.reconcile.scope import OperatorScope
 from unthrottle.reconcile.snapshot import (
@@ -39,21 +45,9 @@ def manifest(
     annotations: dict[str, str] | None = None,
     replicas: int = 3,
 ) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "template": {
-            "spec": {
-                "containers": [
-                    {
-                        "name": "app",
-                        "resources": {
-                            "requests": {"cpu": "300m", "memory": "512Mi"},
-                            "limits": {"cpu": "300m", "memory": "512Mi"},
-                        },
-                    }
-                ]
-            }
-        }
-    }
+    quantities = {"cpu": "300m", "memory": "512Mi"}
+    app = {"name": "app", "resources": {"requests": quantities, "limits": dict(quantities)}}
+    spec: dict[str, Any] = {"template": {"spec": {"containers": [app]}}}
     if kind is not DS:
         spec["replicas"] = replicas
     if strategy is not None:
@@ -205,23 +199,16 @@ def test_applied_burst_of_statefulset_pods_maps_by_their_owner() -> None:
 # --- the plan --------------------------------------------------------------------------
 
 
-def stats() -> ContainerStats:
+def stats(workload: DeploymentInfo) -> ContainerStats:
+    """Throttled in 60% of its periods at its current resources."""
+    usage = {"p50": 0.29, "p95": 0.3, "p99": 0.3, "max": 0.3}
+    cpu = {"usageCores": usage, "throttledPeriodRatio": 0.6, "samples": 2016}
+    memory = {"rssBytes": {"p99": 300e6, "max": 320e6}}
     return ContainerStats.model_validate(
         {
-            "container": {
-                "name": "app",
-                "cpuRequest": "300m",
-                "cpuLimit": "300m",
-                "memoryRequest": "512Mi",
-                "memoryLimit": "512Mi",
-            },
-            "cpu": {
-                "usageCores": {"p50": 0.29, "p95": 0.3, "p99": 0.3, "max": 0.3},
-                "throttledPeriodRatio": 0.6,
-                "samples": 2016,
-                "windowSeconds": 604_800,
-            },
-            "memory": {"rssBytes": {"p99": 300e6, "max": 320e6}},
+            "container": workload.containers[0],
+            "cpu": {**cpu, "windowSeconds": 604_800},
+            "memory": memory,
         }
     )
 
@@ -236,7 +223,7 @@ def plan(manifests: list[tuple[WorkloadKind, dict[str, Any]]], **spec: Any) -> P
     assert isinstance(parsed, PolicyObject)
     found = tuple(deployment_info(m, "WEB_CONCURRENCY", kind) for kind, m in manifests)
     metrics = MetricsSnapshot(
-        workloads=tuple(WorkloadStats(ref=d.ref, containers=(stats(),), pods=3) for d in found),
+        workloads=tuple(WorkloadStats(ref=d.ref, containers=(stats(d),), pods=3) for d in found),
         source="http://prometheus:9090",
     )
     shot = ClusterSnapshot(
