@@ -177,6 +177,25 @@ def test_kube_pod_owner_maps_statefulset_and_daemonset_pods_without_a_replicaset
     assert unowned == 1  # the Job's pod
 
 
+def test_kube_replicaset_owner_is_required_only_where_replicasets_own_pods() -> None:
+    labels = {"namespace": "shop", "pod": "db-0", "container": "app"}
+    ksm = Ksm()
+    ksm.present.update(
+        {
+            "container_cpu_usage_seconds_total",
+            "container_memory_rss",
+            "container_memory_working_set_bytes",
+            "kube_pod_owner",
+            "kube_pod_container_resource_requests",
+        }
+    )
+    ksm.add("pod_owner", {**labels, "owner_kind": "StatefulSet", "owner_name": "db"}, 1)
+    assert "kube_replicaset_owner" not in ksm.series_report()[0]
+    web = {**labels, "pod": "web-5d8f-abcde", "owner_kind": "ReplicaSet", "owner_name": "web-5d8f"}
+    ksm.add("pod_owner", web, 1)
+    assert "kube_replicaset_owner" in ksm.series_report()[0]
+
+
 def test_applied_burst_of_statefulset_pods_maps_by_their_owner() -> None:
     def pod(name: str, kind: str, owner: str, applied: str) -> dict[str, Any]:
         return {

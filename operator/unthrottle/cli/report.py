@@ -308,7 +308,7 @@ def report_document(rows: list[ReportRow], fetched: FetchResult, url: str) -> di
         workloads.append(
             {
                 "namespace": row.ref.namespace,
-                "kind": row.ref.kind,
+                "kind": row.ref.kind.value,
                 "name": row.ref.name,
                 "container": row.container.name,
                 "tier": row.tier.value,

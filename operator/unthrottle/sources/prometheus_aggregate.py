@@ -93,7 +93,9 @@ History belongs to a configuration
 Required series that do not exist at any time in the window (under the extra matchers,
 in any namespace; asked of the index, see :mod:`.prometheus_http`) are reported as
 missing (:meth:`Ksm.series_report`). Two kinds are absent on a healthy cluster and are
-only reported when that absence cannot be explained:
+only reported when that absence cannot be explained (and ``kube_replicaset_owner`` only
+when some pod is owned by a ReplicaSet, or kube-state-metrics is missing: a namespace of
+StatefulSets and DaemonSets has none):
 ``kube_pod_container_resource_limits`` (no container has a limit) and
 ``kube_pod_container_status_last_terminated_reason`` (no container has terminated) are
 missing only when kube-state-metrics is missing as a whole, and the CFS counters
@@ -231,11 +233,12 @@ class Ksm:
         """(missing required series, optional series seen); rules in the module docstring."""
         present = self.present
         missing = {
-            name
-            for name in (USAGE, RSS, WORKING_SET, POD_OWNER, REPLICASET_OWNER, REQUESTS)
-            if name not in present
+            name for name in (USAGE, RSS, WORKING_SET, POD_OWNER, REQUESTS) if name not in present
         }
         ksm_up = POD_OWNER in present
+        # Only ReplicaSets' pods need it: StatefulSets and DaemonSets own their pods.
+        if REPLICASET_OWNER not in present and (self.pod_replicaset or not ksm_up):
+            missing.add(REPLICASET_OWNER)
         if not ksm_up:
             missing.update(n for n in (LIMITS, LAST_TERMINATED) if n not in present)
         cpu_limited = bool(self.tables["cpu_limit"]) or not ksm_up
