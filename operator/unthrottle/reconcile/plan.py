@@ -7,10 +7,12 @@ the time in, a :class:`PassPlan` out (no I/O, no clock). It reads like the pass 
 2. scope: the candidates this policy governs (older rivals first), and the overlaps;
 3. required series missing → only the status (``MissingSeries``);
 4. per container: the engine's recommendation under the policy as it applies to the
-   Deployment (tier label); per Deployment: the patch decision
-   (:func:`unthrottle.reconcile.patch.decide`) within the rollout slots left;
-5. per Deployment the writes: the patch or the recommendation annotation (only when it
-   changed), Events (a Skipped event only when the reason's code changed), the trec;
+   workload (tier label); per workload (Deployment, StatefulSet, DaemonSet): the patch
+   decision (:func:`unthrottle.reconcile.patch.decide`) within the rollout slots left (a
+   patch that restarts no pod takes none);
+5. per workload the writes: the patch or the recommendation annotation (only when it
+   changed), Events (a Skipped event only when the reason's code changed), the trec
+   (named by :func:`trec_names`);
 6. trecs of Deployments the policy no longer governs are deleted; the policy's status.
 
 Rollbacks (``unthrottle.dev/rollback: "true"``) are planned apart
