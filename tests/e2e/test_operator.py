@@ -401,7 +401,7 @@ def test_recommend_mode_annotates_and_writes_trec(operator: Operator) -> None:
     assert t["spec"]["targetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": w.name}
 
     table = kube.kubectl("get", "trec", "-A").stdout.splitlines()
-    columns = "NAMESPACE NAME TIER THROTTLE CPU REQ CPU LIMIT BURST MEMORY WORKERS ACTION AGE"
+    columns = "NAMESPACE NAME KIND TIER THROTTLE CPU REQ CPU LIMIT BURST MEMORY WORKERS ACTION AGE"
     assert table[0].split() == columns.split(), table[0]
     row = next(line for line in table if line.split()[:2] == [w.namespace, w.name])
     assert "production" in row and "Recommended" in row and "→" in row, row

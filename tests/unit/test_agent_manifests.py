@@ -155,3 +155,9 @@ def test_docs_name_the_annotations_and_metrics_of_the_code() -> None:
         "kubectl apply -k manifests/agent/",
     ):
         assert name in text, name
+
+
+def test_the_agent_namespace_is_out_of_every_default_scope() -> None:
+    # The agent's DaemonSet is a node component, not a workload to right-size.
+    assert _one("Namespace")["metadata"]["name"] == names.AGENT_NAMESPACE
+    assert names.AGENT_NAMESPACE in names.SYSTEM_NAMESPACES

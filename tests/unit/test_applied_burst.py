@@ -39,7 +39,7 @@ def test_every_running_pod_reports_the_smallest_counts() -> None:
         pod("cart-55b", {BURST_APPLIED_ANNOTATION: "10000"}),
         pod("cart-55b", {BURST_REASON_ANNOTATION: "KernelTooOld: no cpu.cfs_burst_us"}),
     ]
-    assert applied_bursts(pods, OWNERS) == {("shop", "checkout"): 20000}
+    assert applied_bursts(pods, OWNERS) == {WorkloadRef(namespace="shop", name="checkout"): 20000}
 
 
 def test_pods_of_unknown_replicasets_or_being_deleted_do_not_count() -> None:
@@ -52,7 +52,7 @@ def test_pods_of_unknown_replicasets_or_being_deleted_do_not_count() -> None:
         pod("checkout-7d9f", {}, ns="elsewhere"),
         {"metadata": {"namespace": "shop", "annotations": {}}, "status": {"phase": "Running"}},
     ]
-    assert applied_bursts(pods, OWNERS) == {("shop", "checkout"): 5000}
+    assert applied_bursts(pods, OWNERS) == {WorkloadRef(namespace="shop", name="checkout"): 5000}
 
 
 def test_a_malformed_report_is_no_report() -> None:

@@ -232,6 +232,7 @@ def test_crd_identity(crd: dict[str, Any], expected: dict[str, Any]) -> None:
         (
             TREC_CRD,
             [
+                ("KIND", ".spec.targetRef.kind", "string"),
                 ("TIER", ".status.tier", "string"),
                 ("THROTTLE", ".status.summary.throttle", "string"),
                 ("CPU REQ", ".status.summary.cpuRequest", "string"),

@@ -34,6 +34,8 @@ EXPECTED_RULES: dict[tuple[str, str], frozenset[str]] = {
     ),
     ("unthrottle.dev", "throttlerecommendations/status"): frozenset({"get", "patch"}),
     ("apps", "deployments"): frozenset({"get", "list", "watch", "patch"}),
+    ("apps", "statefulsets"): frozenset({"get", "list", "patch"}),
+    ("apps", "daemonsets"): frozenset({"get", "list", "patch"}),
     ("apps", "replicasets"): frozenset({"get", "list"}),
     ("", "pods"): frozenset({"list"}),
     ("", "namespaces"): frozenset({"get", "list", "watch"}),

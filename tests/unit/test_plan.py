@@ -23,7 +23,7 @@ from unthrottle.model.names import (
 from unthrottle.model.policy import ThrottlePolicySpec
 from unthrottle.model.recommendation import output_fields
 from unthrottle.model.stats import ContainerStats
-from unthrottle.model.workload import WorkloadStats
+from unthrottle.model.workload import WorkloadRef, WorkloadStats
 from unthrottle.reconcile.plan import PassPlan, plan_pass, plan_rollbacks
 from unthrottle.reconcile.scope import OperatorScope, Rival
 from unthrottle.reconcile.snapshot import (
@@ -192,7 +192,11 @@ def test_cooldown_and_hpa_hold_a_patch_back() -> None:
         "shop", "recent", annotations={LAST_PATCHED_ANNOTATION: "2025-12-31T23:00:00Z"}
     )
     scaled = manifest("shop", "scaled")
-    shot = snapshot([recent, scaled], labels=AUTO, cpu_autoscaled=frozenset({("shop", "scaled")}))
+    shot = snapshot(
+        [recent, scaled],
+        labels=AUTO,
+        cpu_autoscaled=frozenset({WorkloadRef(namespace="shop", name="scaled")}),
+    )
     plan = plan_pass(policy(mode="AutoPatch", patch={"maxConcurrentRollouts": 5}), shot, NOW)
     assert patched(plan) == []
     reasons = {

@@ -308,7 +308,7 @@ def report_document(rows: list[ReportRow], fetched: FetchResult, url: str) -> di
         workloads.append(
             {
                 "namespace": row.ref.namespace,
-                "kind": row.ref.kind,
+                "kind": row.ref.kind.value,
                 "name": row.ref.name,
                 "container": row.container.name,
                 "tier": row.tier.value,
@@ -455,8 +455,8 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = _progress) -
                         exclude=SYSTEM_NAMESPACES if policy.namespace_selector.is_empty() else (),
                     )
                 selector = args.selector or policy.selector.to_query()
-                deployments = kube.deployments(
-                    namespaces, selector, policy.web_concurrency.env_name
+                deployments = kube.workloads(
+                    namespaces, selector, policy.web_concurrency.env_name, policy.kinds
                 )
                 owners = kube.replicaset_owners(namespaces)
                 try:
@@ -470,7 +470,7 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = _progress) -
         except KubernetesError as exc:
             print(f"unthrottle report: {exc}", file=sys.stderr)
             return EXIT_KUBERNETES
-        progress(f"{len(deployments)} Deployments in {len(namespaces)} namespaces from the API")
+        progress(f"{len(deployments)} workloads in {len(namespaces)} namespaces from the API")
     try:
         with PrometheusSource(config) as source:
             version = source.build_info().get("version", "?")

@@ -254,7 +254,7 @@ def container_gauges(
         gauges.append(
             ContainerGauge(
                 namespace=outcome.ref.namespace,
-                kind=outcome.ref.kind,
+                kind=outcome.ref.kind.value,
                 workload=outcome.ref.name,
                 container=decision.name,
                 action=decision.action.value,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "AGENT_NAMESPACE",
     "AUTO_PATCH_LABEL",
     "BURST_ANNOTATION",
     "BURST_APPLIED_ANNOTATION",
@@ -50,5 +51,9 @@ BURST_ANNOTATION: Final = "unthrottle.dev/cpu-burst-us"
 BURST_APPLIED_ANNOTATION: Final = "unthrottle.dev/cpu-burst-applied"
 BURST_REASON_ANNOTATION: Final = "unthrottle.dev/cpu-burst-reason"
 
-# Never in scope by default (docs/policy-reference.md): the control plane's own namespaces.
-SYSTEM_NAMESPACES: Final = frozenset({"kube-system", "kube-public", "kube-node-lease"})
+# Never in scope by default (docs/policy-reference.md): the control plane's own namespaces,
+# and the burst agent's (manifests/agent/): a node component is not the users' workload.
+AGENT_NAMESPACE: Final = "unthrottle-agent"
+SYSTEM_NAMESPACES: Final = frozenset(
+    {"kube-system", "kube-public", "kube-node-lease", AGENT_NAMESPACE}
+)

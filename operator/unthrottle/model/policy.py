@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 
 from unthrottle.model.fields import ApiModel, Bytes, DurationMs, Millicores
 from unthrottle.model.quantity import parse_bytes, parse_duration_ms, parse_millicores
+from unthrottle.model.workload import ALL_KINDS, WorkloadKind
 
 __all__ = [
     "BurstAgent",
@@ -211,6 +212,7 @@ class PrometheusPolicy(ApiModel):
 class ThrottlePolicySpec(ApiModel):
     namespace_selector: LabelSelector = Field(default_factory=LabelSelector)
     selector: LabelSelector = Field(default_factory=LabelSelector)
+    kinds: tuple[WorkloadKind, ...] = Field(default=ALL_KINDS, min_length=1)
     tier: Tier = Tier.PRODUCTION
     mode: Mode = Mode.RECOMMEND
     window: DurationMs = Field(default=parse_duration_ms("7d"))

@@ -15,13 +15,14 @@ on the wire. Evidence rates are plain floats in cores, as measured.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field
 
 from unthrottle.model.fields import Bytes, FrozenApiModel, Millicores
 from unthrottle.model.policy import Tier
 from unthrottle.model.recommendation import Diagnosis
+from unthrottle.model.workload import WorkloadKind
 
 __all__ = [
     "RFC3339_PATTERN",
@@ -89,6 +90,7 @@ class TopOffender(FrozenApiModel):
     """One of the most throttled containers a policy covers."""
 
     namespace: str = Field(min_length=1)
+    kind: WorkloadKind = WorkloadKind.DEPLOYMENT
     name: str = Field(min_length=1)
     container: str = Field(min_length=1)
     throttle_ratio: float = Field(ge=0.0, le=1.0)
@@ -105,10 +107,10 @@ class ThrottlePolicyStatus(FrozenApiModel):
 
 
 class TargetRef(FrozenApiModel):
-    """The Deployment a ThrottleRecommendation is about (same namespace, same name)."""
+    """The workload a ThrottleRecommendation is about (same namespace)."""
 
     api_version: str = Field(default="apps/v1", min_length=1)
-    kind: Literal["Deployment"] = "Deployment"
+    kind: WorkloadKind = WorkloadKind.DEPLOYMENT
     name: str = Field(min_length=1)
 
 

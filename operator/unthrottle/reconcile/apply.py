@@ -60,7 +60,7 @@ def _post_events(
 ) -> list[tuple[str, str]]:
     involved = {
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "kind": deployment.kind.value,
         "namespace": deployment.ref.namespace,
         "name": deployment.ref.name,
         "uid": deployment.uid,
@@ -89,7 +89,7 @@ def replanner(
     or no longer this policy's)."""
 
     def replan(stale: DeploymentInfo) -> WorkloadPlan | None:
-        fresh = kube.deployment(stale.ref, policy.spec.web_concurrency.env_name)
+        fresh = kube.workload(stale.ref, policy.spec.web_concurrency.env_name)
         if fresh is None:
             return None
         again = plan_pass(
@@ -110,14 +110,14 @@ def _write_deployment(
         if workload.patch is None:
             if workload.annotations is not None:
                 try:
-                    kube.annotate_deployment(ref, workload.annotations)
+                    kube.annotate_workload(ref, workload.annotations)
                 except KubernetesError as exc:
                     if exc.status != FORBIDDEN:
                         raise
                     refused.append(str(ref))
             return workload
         try:
-            kube.patch_deployment(ref, workload.patch, workload.deployment.resource_version)
+            kube.patch_workload(ref, workload.patch, workload.deployment.resource_version)
             return workload
         except KubernetesError as exc:
             if exc.status == FORBIDDEN:
@@ -146,9 +146,9 @@ def apply_rollbacks(
     for rollback in rollbacks:
         if rollback.patch is not None:
             deployment = rollback.deployment
-            kube.patch_deployment(deployment.ref, rollback.patch, deployment.resource_version)
+            kube.patch_workload(deployment.ref, rollback.patch, deployment.resource_version)
         if rollback.annotations is not None:
-            kube.annotate_deployment(rollback.deployment.ref, rollback.annotations)
+            kube.annotate_workload(rollback.deployment.ref, rollback.annotations)
         events += _post_events(kube, rollback.deployment, [rollback.event], now)
     return events
 
@@ -168,7 +168,11 @@ def apply_plan(
             continue  # gone, or no longer this policy's, since it was read
         events += _post_events(kube, workload.deployment, workload.events, now)
         kube.upsert_recommendation(
-            workload.deployment, plan.policy, workload.trec_spec, workload.trec_status
+            workload.deployment,
+            plan.policy,
+            workload.trec_spec,
+            workload.trec_status,
+            workload.name,
         )
     for namespace, name in plan.stale_recommendations:
         kube.delete_recommendation(namespace, name)

@@ -1,4 +1,6 @@
-"""Deciding whether to patch a Deployment, and the exact patch: pure functions.
+"""Deciding whether to patch a workload (Deployment, StatefulSet, DaemonSet), and the exact
+patch: pure functions. The pod template is ``spec.template`` in every kind, so the patch
+is the same; the kinds differ in how a new template reaches the pods (below, 3 and 6).
 
 A patch is a rollout of someone's service, so every one goes through the guardrails of
 docs/recommendations.md (section 10) in this order, and the first that holds decides:
@@ -7,17 +9,21 @@ docs/recommendations.md (section 10) in this order, and the first that holds dec
    ``unthrottle.dev/auto-patch=enabled``); otherwise the action is ``Recommended``;
 2. the data is whole (Prometheus answered without partial-response warnings) and the
    container has a recommendation (otherwise ``InsufficientData`` or ``Skipped``);
-3. no template is being rolled out (:meth:`DeploymentInfo.pending_rollout`; unavailable
-   pods of the current template do not count); no HorizontalPodAutoscaler scales the
-   Deployment on CPU utilization (utilization is usage / request, so a new request moves the HPA);
+3. no template is being rolled out, as ``kubectl rollout status`` sees the kind
+   (:meth:`DeploymentInfo.pending_rollout`; unavailable pods of the current template do
+   not count, and an OnDelete workload is never rolling out); no HorizontalPodAutoscaler
+   scales the workload on CPU utilization (utilization is usage / request, so a new
+   request moves the HPA);
 4. the cooldown since the last patch (or rollback) has passed;
 5. some value moves by at least ``patch.minChange`` after the step limits, or a container
    throttled above the target gets a higher limit (any step up counts then);
-6. a rollout slot is free (``patch.maxConcurrentRollouts``).
+6. a rollout slot is free (``patch.maxConcurrentRollouts``), unless the patch restarts no
+   pod (OnDelete, or a StatefulSet partition at or above its replicas): then it takes no
+   slot, and the patched containers' reason says that nothing restarts.
 
 Only the fields unthrottle owns change, by a strategic-merge patch: the target
 containers' ``resources``, the WEB_CONCURRENCY env entry (downward API, replacing a
-literal) and the burst annotation of the pod template; plus the Deployment's
+literal) and the burst annotation of the pod template; plus the workload's
 ``unthrottle.dev/previous-resources`` and ``unthrottle.dev/last-patched`` annotations.
 """
 
@@ -70,7 +76,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PatchContext:
-    """What reconcile knows about a Deployment beyond its spec (times in epoch ms)."""
+    """What reconcile knows about a workload beyond its spec (times in epoch ms)."""
 
     auto_patch: bool
     now_ms: int
@@ -287,7 +293,11 @@ def decide(
     policy: ThrottlePolicySpec,
     context: PatchContext,
 ) -> DeploymentDecision:
-    """What to do with one Deployment, given the engine's result for each container."""
+    """What to do with one workload, given the engine's result for each container.
+
+    Each kind's rollout rules decide with it: a rollout in progress as its kind counts one
+    (:meth:`DeploymentInfo.pending_rollout`), and a patch that restarts no pod (OnDelete,
+    a StatefulSet partition at or above its replicas) needs no rollout slot."""
     if not context.auto_patch:
         return DeploymentDecision(
             tuple(
@@ -308,7 +318,7 @@ def decide(
     if context.hpa_on_cpu:
         return _skip_all(
             results,
-            "hpa-on-cpu: a HorizontalPodAutoscaler scales this Deployment on CPU "
+            f"hpa-on-cpu: a HorizontalPodAutoscaler scales this {deployment.kind.value} on CPU "
             "utilization; a new request would move it (docs/operating.md)",
         )
     remaining = cooldown_remaining_ms(
@@ -348,7 +358,7 @@ def decide(
             "below-min-change: every change is under patch.minChange "
             f"({policy.patch.min_change:.0%})",
         )
-    if context.rollout_slots <= 0:
+    if context.rollout_slots <= 0 and deployment.pods_restarted() > 0:
         return _skip_all(
             results,
             f"max-concurrent-rollouts: patch.maxConcurrentRollouts "
@@ -356,11 +366,15 @@ def decide(
             "are in progress",
         )
     body, burst = _build_patch(deployment, targets.values, recommended, policy, context)
+    # A patch that restarts nothing (OnDelete, a partition above every ordinal) says so.
+    restarts = "" if deployment.pods_restarted() > 0 else deployment.rollout_semantics()
     decisions = []
     for name, result in results.items():
         if name in targets.values:
             decisions.append(
-                ContainerDecision(name, result, ContainerAction.PATCHED, "", targets.values[name])
+                ContainerDecision(
+                    name, result, ContainerAction.PATCHED, restarts, targets.values[name]
+                )
             )
         elif isinstance(result, NoRecommendation):
             decisions.append(

@@ -7,10 +7,12 @@ the time in, a :class:`PassPlan` out (no I/O, no clock). It reads like the pass 
 2. scope: the candidates this policy governs (older rivals first), and the overlaps;
 3. required series missing → only the status (``MissingSeries``);
 4. per container: the engine's recommendation under the policy as it applies to the
-   Deployment (tier label); per Deployment: the patch decision
-   (:func:`unthrottle.reconcile.patch.decide`) within the rollout slots left;
-5. per Deployment the writes: the patch or the recommendation annotation (only when it
-   changed), Events (a Skipped event only when the reason's code changed), the trec;
+   workload (tier label); per workload (Deployment, StatefulSet, DaemonSet): the patch
+   decision (:func:`unthrottle.reconcile.patch.decide`) within the rollout slots left (a
+   patch that restarts no pod takes none);
+5. per workload the writes: the patch or the recommendation annotation (only when it
+   changed), Events (a Skipped event only when the reason's code changed), the trec
+   (named by :func:`trec_names`);
 6. trecs of Deployments the policy no longer governs are deleted; the policy's status.
 
 Rollbacks (``unthrottle.dev/rollback: "true"``) are planned apart
@@ -42,7 +44,7 @@ from unthrottle.model.recommendation import (
 )
 from unthrottle.model.stats import ContainerStats
 from unthrottle.model.status import Condition, ThrottlePolicyStatus
-from unthrottle.model.workload import DeploymentInfo, WorkloadRef
+from unthrottle.model.workload import ALL_KINDS, DeploymentInfo, WorkloadKind, WorkloadRef
 from unthrottle.reconcile.patch import DeploymentDecision, PatchContext, decide, rollback_patch
 from unthrottle.reconcile.schedule import parse_timestamp_ms
 from unthrottle.reconcile.scope import (
@@ -81,6 +83,7 @@ __all__ = [
     "plan_failure",
     "plan_pass",
     "plan_rollbacks",
+    "trec_names",
 ]
 
 MAX_OVERLAPS_LISTED = 20
@@ -106,6 +109,7 @@ class WorkloadPlan:
     events: tuple[PlannedEvent, ...]
     trec_spec: dict[str, Any]
     trec_status: dict[str, Any]  # a merge patch (empty strings unset)
+    name: str = ""  # the trec's name (:func:`trec_names`)
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,7 @@ def governed(
     selector), so the plan is right whatever the read step listed.
     """
     if snapshot.namespace_labels is None:
-        return list(snapshot.deployments), []
+        return [d for d in snapshot.deployments if d.kind in policy.spec.kinds], []
     labels = snapshot.namespace_labels
     mine = [d for d in snapshot.deployments if selects(policy.spec, d, labels, snapshot.bounds)]
     found, overlaps = split_governed(
@@ -238,6 +242,22 @@ def auto_patch_namespaces(
     )
 
 
+def trec_names(refs: Iterable[WorkloadRef]) -> dict[WorkloadRef, str]:
+    """Each workload's ThrottleRecommendation name: the workload's own, unless a workload of
+    another kind in the namespace has it too; then the first kind in the order Deployment,
+    StatefulSet, DaemonSet keeps it and the others are ``<name>-<kind>`` (``web-statefulset``)."""
+    order = {kind: i for i, kind in enumerate(ALL_KINDS)}
+    names: dict[WorkloadRef, str] = {}
+    taken: set[tuple[str, str]] = set()
+    for ref in sorted(set(refs), key=lambda r: (order[r.kind], r.namespace, r.name)):
+        name = ref.name
+        if (ref.namespace, name) in taken:
+            name = f"{ref.name}-{ref.kind.value.lower()}"
+        taken.add((ref.namespace, name))
+        names[ref] = name
+    return names
+
+
 def plan_rollbacks(snapshot: ClusterSnapshot, now: Instant) -> tuple[RollbackPlan, ...]:
     """Rollbacks asked for on Deployments in scope (not opted out)."""
     plans = []
@@ -253,9 +273,10 @@ def plan_rollbacks(snapshot: ClusterSnapshot, now: Instant) -> tuple[RollbackPla
             )
             plans.append(RollbackPlan(deployment, None, {ROLLBACK_ANNOTATION: None}, event))
         else:
-            event = PlannedEvent(
-                "RolledBack", "restored the resources recorded before the last patch"
-            )
+            message = "restored the resources recorded before the last patch"
+            if deployment.kind is not WorkloadKind.DEPLOYMENT:
+                message += f" ({deployment.rollout_semantics()})"
+            event = PlannedEvent("RolledBack", message)
             plans.append(RollbackPlan(deployment, body, None, event))
     return tuple(plans)
 
@@ -319,7 +340,9 @@ def _capped_events(
     return events
 
 
-def _patched_message(outcome: WorkloadOutcome) -> str:
+def _patched_message(outcome: WorkloadOutcome, deployment: DeploymentInfo) -> str:
+    """``patched app: cpu 500m/1000m``, and for a StatefulSet or DaemonSet how the new
+    template reaches its pods (its update strategy, partition, maxUnavailable)."""
     parts = []
     for decision in outcome.decision.containers:
         applied = decision.applied
@@ -327,7 +350,10 @@ def _patched_message(outcome: WorkloadOutcome) -> str:
             continue
         limit = "none" if applied.cpu_limit is None else f"{applied.cpu_limit}m"
         parts.append(f"{decision.name}: cpu {applied.cpu_request}m/{limit}")
-    return "patched " + "; ".join(parts)
+    message = "patched " + "; ".join(parts)
+    if deployment.kind is WorkloadKind.DEPLOYMENT:
+        return message
+    return f"{message} ({deployment.rollout_semantics()})"
 
 
 def _plan_workload(
@@ -338,6 +364,7 @@ def _plan_workload(
     context: PatchContext,
     previous: Mapping[str, Any],
     now: Instant,
+    trec_name: str = "",
 ) -> WorkloadPlan:
     applied = policy_for(deployment, policy.spec)
     decision = decide(deployment, {n: r for n, r, _ in rows}, applied, context)
@@ -355,7 +382,7 @@ def _plan_workload(
     if decision.patch is not None:
         patch = decision.patch
         patch["metadata"]["annotations"][RECOMMENDATION_ANNOTATION] = annotation
-        events.append(PlannedEvent("Patched", _patched_message(outcome)))
+        events.append(PlannedEvent("Patched", _patched_message(outcome, deployment)))
     elif annotation_changed(
         deployment.annotations.get(RECOMMENDATION_ANNOTATION), annotation, applied.patch.min_change
     ):
@@ -375,10 +402,11 @@ def _plan_workload(
         patch=patch,
         annotations=annotations,
         events=tuple(events),
+        name=trec_name or deployment.ref.name,
         trec_spec={
             "targetRef": {
                 "apiVersion": "apps/v1",
-                "kind": "Deployment",
+                "kind": deployment.kind.value,
                 "name": deployment.ref.name,
             },
             "policy": policy.name,
@@ -408,8 +436,10 @@ def plan_pass(policy: PolicyObject, snapshot: ClusterSnapshot, now: Instant) -> 
         for d in deployments
         if d.ref.namespace in auto
         and d.rollout_in_progress
+        and d.pods_restarted() > 0
         and LAST_PATCHED_ANNOTATION in d.annotations
     )
+    names = trec_names(d.ref for d in deployments)
     slots = rollout_slots(in_progress, spec.patch)
     rows = _recommend_all(deployments, snapshot, spec)
     plans: list[WorkloadPlan] = []
@@ -421,12 +451,12 @@ def plan_pass(policy: PolicyObject, snapshot: ClusterSnapshot, now: Instant) -> 
             now_ms=now.ms,
             now_text=now.text,
             data_partial=metrics.partial,
-            hpa_on_cpu=(deployment.ref.namespace, deployment.ref.name) in snapshot.cpu_autoscaled,
+            hpa_on_cpu=deployment.ref in snapshot.cpu_autoscaled,
             last_patched_ms=parse_timestamp_ms(deployment.annotations.get(LAST_PATCHED_ANNOTATION)),
             rollout_slots=slots,
             largest_node_cpu=snapshot.largest_node_cpu,
         )
-        key = (deployment.ref.namespace, deployment.ref.name)
+        key = (deployment.ref.namespace, names[deployment.ref])
         plan = _plan_workload(
             policy,
             deployment=deployment,
@@ -434,11 +464,12 @@ def plan_pass(policy: PolicyObject, snapshot: ClusterSnapshot, now: Instant) -> 
             context=context,
             previous=snapshot.recommendations.get(key, {}),
             now=now,
+            trec_name=key[1],
         )
-        if plan.patch is not None:
+        if plan.patch is not None and deployment.pods_restarted() > 0:
             slots -= 1
         plans.append(plan)
-    kept = {(p.deployment.ref.namespace, p.deployment.ref.name) for p in plans}
+    kept = {(p.deployment.ref.namespace, p.name) for p in plans}
     stale = tuple(sorted(key for key in snapshot.recommendations if key not in kept))
     conditions = [
         _condition(

@@ -2,11 +2,12 @@
 through the Prometheus source, and the one builder of a policy's Prometheus configuration.
 
 Every read a pass makes is here, so what a pass costs the API server and Prometheus can be
-seen in one place: namespaces (one list), Deployments (one list per namespace in scope),
+seen in one place: namespaces (one list), workloads (one list per namespace in scope and
+kind in the policy's ``kinds``: Deployments, StatefulSets, DaemonSets),
 ThrottlePolicies (one list, for precedence), nodes (one list, for the largest), HPAs (per
 AutoPatch namespace), this policy's ThrottleRecommendations (one list), ReplicaSets (per
 namespace, to map pods), pods and their ReplicaSets again (per namespace holding a
-Deployment with the burst annotation: the burst the node agent reports applied), and the
+workload with the burst annotation: the burst the node agent reports applied), and the
 Prometheus fetch (a fixed number of queries for the whole scope). Nothing here decides.
 """
 
@@ -151,7 +152,7 @@ def read_cluster(
     namespaces = policy_namespaces(policy, base)
     selected = [
         d
-        for d in kube.deployments(namespaces, "", spec.web_concurrency.env_name)
+        for d in kube.workloads(namespaces, "", spec.web_concurrency.env_name, spec.kinds)
         if spec.selector.matches(d.labels)
     ]
     candidates = tuple(kube.with_applied_bursts(selected))

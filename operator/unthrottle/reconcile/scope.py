@@ -224,10 +224,14 @@ def selects(
     labels: Mapping[str, Mapping[str, str]],
     bounds: OperatorScope,
 ) -> bool:
-    """Whether a policy's selectors cover a Deployment."""
+    """Whether a policy's selectors (namespaces, ``kinds``, labels) cover a workload."""
     namespace = deployment.ref.namespace
     in_namespace = namespaces_in_scope(spec, {namespace: labels.get(namespace, {})}, bounds)
-    return bool(in_namespace) and spec.selector.matches(deployment.labels)
+    return (
+        bool(in_namespace)
+        and deployment.kind in spec.kinds
+        and spec.selector.matches(deployment.labels)
+    )
 
 
 def precedence(policy: Mapping[str, Any]) -> tuple[str, str]:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from unthrottle.model.fields import validation_message as one_line
 from unthrottle.model.policy import ThrottlePolicySpec
 from unthrottle.model.status import ThrottlePolicyStatus
-from unthrottle.model.workload import DeploymentInfo, WorkloadStats
+from unthrottle.model.workload import DeploymentInfo, WorkloadRef, WorkloadStats
 from unthrottle.reconcile.scope import OperatorScope, Rival, precedence
 
 __all__ = [
@@ -138,7 +138,7 @@ class ClusterSnapshot:
     namespace_labels: Mapping[str, Mapping[str, str]] | None = None
     deployments: tuple[DeploymentInfo, ...] = ()
     rivals: tuple[Rival, ...] = ()
-    cpu_autoscaled: frozenset[tuple[str, str]] = frozenset()
+    cpu_autoscaled: frozenset[WorkloadRef] = frozenset()
     largest_node_cpu: int | None = None  # millicores allocatable; None: unknown, no cap
     recommendations: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     metrics: MetricsSnapshot | None = None

@@ -108,7 +108,7 @@ def current_of(container: ContainerResources) -> ContainerCurrent:
 
 @dataclass(frozen=True)
 class WorkloadOutcome:
-    """One Deployment after a pass: its decision and the statistics behind it."""
+    """One workload after a pass: its decision and the statistics behind it."""
 
     ref: WorkloadRef
     tier: Tier
@@ -380,7 +380,11 @@ def policy_status(
     offenders = sorted(
         (
             TopOffender(
-                namespace=o.ref.namespace, name=o.ref.name, container=name, throttle_ratio=ratio
+                namespace=o.ref.namespace,
+                kind=o.ref.kind,
+                name=o.ref.name,
+                container=name,
+                throttle_ratio=ratio,
             )
             for o in outcomes
             for name, ratio in [o.worst]

@@ -20,6 +20,7 @@ from itertools import islice
 from typing import Any
 
 from unthrottle.model.quantity import format_bytes, format_millicores
+from unthrottle.model.workload import WorkloadKind
 from unthrottle.sim.cfs import DEFAULT_PERIOD_US, CfsGroup, PeriodStats, simulate
 from unthrottle.sim.workload import (
     DemandModel,
@@ -87,8 +88,10 @@ class Scenario:
     backlog_limit_periods: int = 10
     image: str = "registry.example.com/app:1.0"
     # (ReplicaSet, Pod) names of real pods to render the series for (e.g. the pods a
-    # kube-controller-manager created); empty: names generated from the scenario's.
+    # kube-controller-manager created); empty: names generated from the scenario's. For a
+    # StatefulSet or DaemonSet (``kind``) the owner is the workload: (its name, Pod).
     pods: tuple[tuple[str, str], ...] = ()
+    kind: WorkloadKind = WorkloadKind.DEPLOYMENT
 
     def __post_init__(self) -> None:
         if self.pods and len(self.pods) != self.replicas:
@@ -365,9 +368,12 @@ def deployment_manifest(
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
     env: Sequence[Mapping[str, Any]] | None = None,
+    update_strategy: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The Deployment a scenario runs as: one container with its resources and, unless
-    ``env`` says otherwise, its WEB_CONCURRENCY as a literal (for the demo and e2e tests)."""
+    """The workload a scenario runs as (a Deployment, or its ``kind``): one container with
+    its resources and, unless ``env`` says otherwise, its WEB_CONCURRENCY as a literal (for
+    the demo and e2e tests). ``update_strategy``: a StatefulSet's or DaemonSet's
+    ``spec.updateStrategy``."""
     limits: dict[str, str] = {}
     if s.cpu_limit_m is not None:
         limits["cpu"] = format_millicores(s.cpu_limit_m)
@@ -380,9 +386,9 @@ def deployment_manifest(
             else [{"name": "WEB_CONCURRENCY", "value": str(s.web_concurrency)}]
         )
     selector = {"app": s.deployment}
-    return {
+    manifest: dict[str, Any] = {
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "kind": s.kind.value,
         "metadata": {
             "namespace": namespace or s.namespace,
             "name": s.deployment,
@@ -413,3 +419,11 @@ def deployment_manifest(
             },
         },
     }
+    spec: dict[str, Any] = manifest["spec"]
+    if s.kind is WorkloadKind.DAEMONSET:
+        del spec["replicas"]  # one pod per node
+    if s.kind is WorkloadKind.STATEFULSET:
+        spec["serviceName"] = s.deployment
+    if update_strategy is not None and s.kind is not WorkloadKind.DEPLOYMENT:
+        spec["updateStrategy"] = dict(update_strategy)
+    return manifest

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Literal
 
+from unthrottle.model.workload import WorkloadKind
 from unthrottle.sim.pods import Pod
 from unthrottle.sim.scenarios import Scenario
 
@@ -223,11 +224,14 @@ def _emit_spec_period(ctx: Context, pod: Pod) -> Iterator[_Series]:
 
 
 def _emit_pod_owner(ctx: Context, pod: Pod) -> Iterator[_Series]:
+    # A Deployment's pod is owned by its ReplicaSet; a StatefulSet's or DaemonSet's by the
+    # workload itself (its name stands where the ReplicaSet's would).
+    kind = pod.scenario.kind
     labels = ctx.ksm(
         [
             *ctx.pod_pairs(pod),
             ("owner_is_controller", "true"),
-            ("owner_kind", "ReplicaSet"),
+            ("owner_kind", "ReplicaSet" if kind is WorkloadKind.DEPLOYMENT else kind.value),
             ("owner_name", pod.ident.replicaset),
         ]
     )
@@ -236,7 +240,7 @@ def _emit_pod_owner(ctx: Context, pod: Pod) -> Iterator[_Series]:
 
 def _emit_replicaset_owner(ctx: Context, pod: Pod) -> Iterator[_Series]:
     # One series per ReplicaSet: emitted with its first pod only, over its pods' lives.
-    if not pod.rs_steps:
+    if not pod.rs_steps or pod.scenario.kind is not WorkloadKind.DEPLOYMENT:
         return
     labels = ctx.ksm(
         [

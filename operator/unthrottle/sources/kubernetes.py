@@ -1,14 +1,14 @@
-"""The Kubernetes source: Deployments, their containers and ReplicaSets, read from the API.
+"""The Kubernetes source: Deployments, StatefulSets, DaemonSets, their ReplicaSets, pods,
+nodes, HPAs and unthrottle's own objects, read from and written to the API.
 
-This module owns reading the cluster for a report or a reconcile: which namespaces and
-Deployments a selector covers, each container's resources and where its WEB_CONCURRENCY
-comes from (a literal, or the downward API's ``limits.cpu``/``requests.cpu``), the burst
-annotation of the pod template and the burst the node agent reports applied on its pods,
-and which Deployment owns each ReplicaSet (so pods map to Deployments even where
-kube-state-metrics' ``kube_replicaset_owner`` is missing). It also serves the node agent:
-the pods of one node, and the agent's report annotations on them. API
-objects are turned into plain dictionaries at the edge and parsed by pure functions
-(:func:`deployment_info`), which the unit tests exercise without a cluster.
+This module owns the calls: which namespaces and workloads a selector covers (one list
+per namespace and kind), which Deployment owns each ReplicaSet (so pods map to
+Deployments even where kube-state-metrics' ``kube_replicaset_owner`` is missing;
+StatefulSets' and DaemonSets' pods name their workload directly), the burst the node
+agent reports applied on a workload's pods, and the writes (patches, annotations, trecs,
+Events, policy status). It also serves the node agent: the pods of one node, and the
+agent's report annotations on them. API objects are plain dictionaries at the edge,
+parsed by the pure functions of :mod:`.workload_objects`.
 """
 
 from __future__ import annotations
@@ -17,21 +17,20 @@ import base64
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from unthrottle.model.names import (
-    BURST_ANNOTATION,
-    BURST_APPLIED_ANNOTATION,
-    GROUP,
-    POLICY_LABEL,
-    VERSION,
-)
-from unthrottle.model.quantity import parse_bytes, parse_millicores
-from unthrottle.model.stats import ContainerResources, WebConcurrencySource
-from unthrottle.model.workload import DeploymentInfo, WorkloadRef
+from unthrottle.model.names import BURST_ANNOTATION, GROUP, POLICY_LABEL, VERSION
+from unthrottle.model.quantity import parse_millicores
+from unthrottle.model.workload import ALL_KINDS, DeploymentInfo, WorkloadKind, WorkloadRef
 from unthrottle.sources.kubeapi import (
     MERGE_PATCH,
     STRATEGIC_MERGE_PATCH,
     KubeApi,
     KubernetesError,
+)
+from unthrottle.sources.workload_objects import (
+    applied_bursts,
+    container_resources,
+    deployment_info,
+    with_applied_burst,
 )
 
 __all__ = [
@@ -44,130 +43,8 @@ __all__ = [
 ]
 
 
-def _web_concurrency(
-    env: Iterable[Mapping[str, Any]], env_name: str
-) -> tuple[int | None, WebConcurrencySource | None]:
-    for entry in env:
-        if entry.get("name") != env_name:
-            continue
-        if "value" in entry and entry["value"] is not None:
-            try:
-                return int(str(entry["value"]).strip()), WebConcurrencySource.LITERAL
-            except ValueError:
-                return None, WebConcurrencySource.LITERAL
-        field_ref = (entry.get("valueFrom") or {}).get("resourceFieldRef") or {}
-        resource = field_ref.get("resource")
-        if resource == "limits.cpu":
-            return None, WebConcurrencySource.LIMITS_CPU
-        if resource == "requests.cpu":
-            return None, WebConcurrencySource.REQUESTS_CPU
-        return None, None
-    return None, None
-
-
-def container_resources(
-    container: Mapping[str, Any], env_name: str, burst_us: int | None = None
-) -> ContainerResources:
-    """One container of a pod template, as the engine sees its current configuration."""
-    resources = container.get("resources") or {}
-    requests = resources.get("requests") or {}
-    limits = resources.get("limits") or {}
-    workers, source = _web_concurrency(container.get("env") or [], env_name)
-
-    def cpu(values: Mapping[str, Any]) -> int | None:
-        return None if values.get("cpu") is None else parse_millicores(str(values["cpu"]))
-
-    def memory(values: Mapping[str, Any]) -> int | None:
-        return None if values.get("memory") is None else parse_bytes(str(values["memory"]))
-
-    return ContainerResources(
-        name=container["name"],
-        cpu_request=cpu(requests),
-        cpu_limit=cpu(limits),
-        memory_request=memory(requests),
-        memory_limit=memory(limits),
-        cpu_burst_us=burst_us,
-        web_concurrency=workers if workers is not None and workers >= 1 else None,
-        web_concurrency_from=source,
-    )
-
-
-def deployment_info(deployment: Mapping[str, Any], env_name: str) -> DeploymentInfo:
-    """A Deployment as the API returns it (a dictionary) → :class:`DeploymentInfo`."""
-    metadata = deployment.get("metadata") or {}
-    spec = deployment.get("spec") or {}
-    status = deployment.get("status") or {}
-    template = spec.get("template") or {}
-    template_annotations = dict((template.get("metadata") or {}).get("annotations") or {})
-    burst_text = template_annotations.get(BURST_ANNOTATION)
-    burst = int(burst_text) if burst_text and burst_text.isdigit() else None
-    containers = (template.get("spec") or {}).get("containers") or []
-    owned = {
-        c["name"]: {
-            "resources": c.get("resources") or {},
-            "env": next((e for e in c.get("env") or [] if e.get("name") == env_name), None),
-        }
-        for c in containers
-    }
-    return DeploymentInfo(
-        ref=WorkloadRef(namespace=metadata["namespace"], name=metadata["name"]),
-        uid=metadata.get("uid") or "",
-        resource_version=metadata.get("resourceVersion") or "",
-        labels=dict(metadata.get("labels") or {}),
-        annotations=dict(metadata.get("annotations") or {}),
-        template_annotations=template_annotations,
-        containers=tuple(container_resources(c, env_name, burst) for c in containers),
-        replicas=spec.get("replicas", 1) if spec.get("replicas") is not None else 1,
-        generation=metadata.get("generation") or 0,
-        observed_generation=status.get("observedGeneration") or 0,
-        status_replicas=status.get("replicas") or 0,
-        updated_replicas=status.get("updatedReplicas") or 0,
-        available_replicas=status.get("availableReplicas") or 0,
-        owned=owned,
-    )
-
-
-def applied_bursts(
-    pods: Iterable[Mapping[str, Any]], owners: Mapping[tuple[str, str], str]
-) -> dict[tuple[str, str], int]:
-    """(namespace, Deployment) → the burst its running pods report applied (the node
-    agent's ``unthrottle.dev/cpu-burst-applied``): the smallest, and only when every one
-    of its running pods reports one. Pods map to Deployments through their controlling
-    ReplicaSet (``owners``: (namespace, ReplicaSet) → Deployment)."""
-    reports: dict[tuple[str, str], list[int | None]] = {}
-    for pod in pods:
-        metadata = pod.get("metadata") or {}
-        if (pod.get("status") or {}).get("phase") != "Running" or metadata.get("deletionTimestamp"):
-            continue
-        namespace = metadata.get("namespace") or ""
-        replicaset = next(
-            (
-                ref.get("name")
-                for ref in metadata.get("ownerReferences") or []
-                if ref.get("kind") == "ReplicaSet" and ref.get("controller")
-            ),
-            None,
-        )
-        deployment = owners.get((namespace, replicaset or ""))
-        if deployment is None:
-            continue
-        text = str((metadata.get("annotations") or {}).get(BURST_APPLIED_ANNOTATION, ""))
-        value = int(text) if text.strip().isdigit() else None
-        reports.setdefault((namespace, deployment), []).append(value)
-    return {
-        key: min(v for v in values if v is not None)
-        for key, values in reports.items()
-        if all(v is not None for v in values)
-    }
-
-
-def with_applied_burst(deployment: DeploymentInfo, burst_us: int | None) -> DeploymentInfo:
-    """The Deployment with the applied burst on each container that has a CPU limit."""
-    containers = tuple(
-        c.model_copy(update={"cpu_burst_applied_us": burst_us if c.cpu_limit else None})
-        for c in deployment.containers
-    )
-    return deployment.model_copy(update={"containers": containers})
+def _path(ref: WorkloadRef) -> str:
+    return f"/apis/apps/v1/namespaces/{ref.namespace}/{ref.kind.resource}/{ref.name}"
 
 
 class KubernetesSource:
@@ -216,6 +93,30 @@ class KubernetesSource:
         names = (n["metadata"]["name"] for n in self._items("/api/v1/namespaces", selector))
         return sorted(n for n in names if n not in skip)
 
+    def workloads(
+        self,
+        namespaces: Iterable[str] | None,
+        selector: str = "",
+        env_name: str = "WEB_CONCURRENCY",
+        kinds: Iterable[WorkloadKind] = ALL_KINDS,
+    ) -> list[DeploymentInfo]:
+        """The workloads of ``kinds`` matching ``selector`` in ``namespaces`` (None: every
+        namespace): one list per kind and namespace."""
+        found = []
+        for kind in dict.fromkeys(kinds):
+            if namespaces is None:
+                items = self._items(f"/apis/apps/v1/{kind.resource}", selector)
+            else:
+                items = [
+                    item
+                    for namespace in namespaces
+                    for item in self._items(
+                        f"/apis/apps/v1/namespaces/{namespace}/{kind.resource}", selector
+                    )
+                ]
+            found += [deployment_info(item, env_name, kind) for item in items]
+        return found
+
     def deployments(
         self,
         namespaces: Iterable[str] | None,
@@ -223,27 +124,18 @@ class KubernetesSource:
         env_name: str = "WEB_CONCURRENCY",
     ) -> list[DeploymentInfo]:
         """The Deployments matching ``selector`` in ``namespaces`` (None: every namespace)."""
-        if namespaces is None:
-            items = self._items("/apis/apps/v1/deployments", selector)
-        else:
-            items = [
-                item
-                for namespace in namespaces
-                for item in self._items(
-                    f"/apis/apps/v1/namespaces/{namespace}/deployments", selector
-                )
-            ]
-        return [deployment_info(item, env_name) for item in items]
+        return self.workloads(namespaces, selector, env_name, (WorkloadKind.DEPLOYMENT,))
 
-    def deployment(self, ref: WorkloadRef, env_name: str) -> DeploymentInfo | None:
-        """One Deployment read again (None: it is gone)."""
-        path = f"/apis/apps/v1/namespaces/{ref.namespace}/deployments/{ref.name}"
+    def workload(self, ref: WorkloadRef, env_name: str) -> DeploymentInfo | None:
+        """One workload read again (None: it is gone)."""
         try:
-            return deployment_info(self.api.get(path), env_name)
+            return deployment_info(self.api.get(_path(ref)), env_name, ref.kind)
         except KubernetesError as exc:
             if exc.status == 404:
                 return None
             raise
+
+    deployment = workload
 
     def replicaset_owners(self, namespaces: Iterable[str] | None) -> dict[tuple[str, str], str]:
         """(namespace, ReplicaSet) → the Deployment that owns it."""
@@ -263,8 +155,8 @@ class KubernetesSource:
                     owners[(metadata["namespace"], metadata["name"])] = ref["name"]
         return owners
 
-    def cpu_autoscaled(self, namespaces: Iterable[str]) -> set[tuple[str, str]]:
-        """(namespace, Deployment) pairs a HorizontalPodAutoscaler scales on CPU utilization.
+    def cpu_autoscaled(self, namespaces: Iterable[str]) -> set[WorkloadRef]:
+        """The workloads a HorizontalPodAutoscaler scales on CPU utilization.
 
         Read through ``autoscaling/v1``, where an HPA of any version that has a CPU
         utilization target shows ``targetCPUUtilizationPercentage``.
@@ -275,10 +167,17 @@ class KubernetesSource:
             for hpa in self._items(path):
                 spec = hpa.get("spec") or {}
                 target = spec.get("scaleTargetRef") or {}
-                if target.get("kind") == "Deployment" and spec.get(
-                    "targetCPUUtilizationPercentage"
+                kind = target.get("kind")
+                if (
+                    kind in set(WorkloadKind)
+                    and target.get("name")
+                    and spec.get("targetCPUUtilizationPercentage")
                 ):
-                    scaled.add((namespace, target["name"]))
+                    scaled.add(
+                        WorkloadRef(
+                            namespace=namespace, kind=WorkloadKind(kind), name=target["name"]
+                        )
+                    )
         return scaled
 
     def node_pods(self, node: str) -> list[dict[str, Any]]:
@@ -292,10 +191,9 @@ class KubernetesSource:
     ) -> list[DeploymentInfo]:
         """The Deployments with the burst their pods report applied (:func:`applied_bursts`).
 
-        Pods are read only in the namespaces of Deployments whose template carries the
-        burst annotation (no annotation, nothing for an agent to apply): one list of the
-        Deployments' pods (``pod-template-hash``) per namespace, and the ReplicaSets there
-        unless ``owners`` are given.
+        Pods are read only in the namespaces of workloads whose template carries the
+        burst annotation (no annotation, nothing for an agent to apply): one list of pods
+        per namespace, and the ReplicaSets there unless ``owners`` are given.
         """
         found = list(deployments)
         namespaces = sorted(
@@ -308,10 +206,10 @@ class KubernetesSource:
         pods = [
             item
             for namespace in namespaces
-            for item in self._items(f"/api/v1/namespaces/{namespace}/pods", "pod-template-hash")
+            for item in self._items(f"/api/v1/namespaces/{namespace}/pods")
         ]
         applied = applied_bursts(pods, owners)
-        return [with_applied_burst(d, applied.get((d.ref.namespace, d.ref.name))) for d in found]
+        return [with_applied_burst(d, applied.get(d.ref)) for d in found]
 
     def policies(self) -> list[dict[str, Any]]:
         """Every ThrottlePolicy, as the API server returns it."""
@@ -343,7 +241,7 @@ class KubernetesSource:
 
     # --- writing ---------------------------------------------------------------------
 
-    def patch_deployment(
+    def patch_workload(
         self, ref: WorkloadRef, body: Mapping[str, Any], resource_version: str = ""
     ) -> None:
         """A strategic-merge patch (lists of containers and env merge by name).
@@ -352,16 +250,18 @@ class KubernetesSource:
         object: after anyone else's write it answers 409 Conflict (:class:`KubernetesError`
         with ``status`` 409) and changes nothing.
         """
-        path = f"/apis/apps/v1/namespaces/{ref.namespace}/deployments/{ref.name}"
+        path = _path(ref)
         if resource_version:
             metadata = {**(body.get("metadata") or {}), "resourceVersion": resource_version}
             body = {**body, "metadata": metadata}
         self.api.patch(path, body, STRATEGIC_MERGE_PATCH)
 
-    def annotate_deployment(self, ref: WorkloadRef, annotations: Mapping[str, str | None]) -> None:
+    def annotate_workload(self, ref: WorkloadRef, annotations: Mapping[str, str | None]) -> None:
         """A merge patch of metadata.annotations only (None removes one)."""
-        path = f"/apis/apps/v1/namespaces/{ref.namespace}/deployments/{ref.name}"
-        self.api.patch(path, {"metadata": {"annotations": dict(annotations)}}, MERGE_PATCH)
+        self.api.patch(_path(ref), {"metadata": {"annotations": dict(annotations)}}, MERGE_PATCH)
+
+    patch_deployment = patch_workload
+    annotate_deployment = annotate_workload
 
     def annotate_pod(
         self, namespace: str, name: str, annotations: Mapping[str, str | None]
@@ -376,22 +276,25 @@ class KubernetesSource:
         policy: str,
         spec: Mapping[str, Any],
         status: Mapping[str, Any],
+        name: str = "",
     ) -> None:
-        """Create the Deployment's ThrottleRecommendation if missing, then set its status.
+        """Create the workload's ThrottleRecommendation if missing, then set its status.
 
-        It has the Deployment's name, a controller ownerReference to it (so the garbage
-        collector deletes it with the Deployment) and the label of the policy that wrote it.
+        It is named ``name`` (default: the workload's name), has a controller
+        ownerReference to the workload (so the garbage collector deletes it with the
+        workload) and the label of the policy that wrote it.
         """
         ref = deployment.ref
+        name = name or ref.name
         base = f"/apis/{GROUP}/{VERSION}/namespaces/{ref.namespace}/throttlerecommendations"
         metadata = {
-            "name": ref.name,
+            "name": name,
             "namespace": ref.namespace,
             "labels": {POLICY_LABEL: policy},
             "ownerReferences": [
                 {
                     "apiVersion": "apps/v1",
-                    "kind": "Deployment",
+                    "kind": ref.kind.value,
                     "name": ref.name,
                     "uid": deployment.uid,
                     "controller": True,
@@ -400,7 +303,7 @@ class KubernetesSource:
             ],
         }
         try:
-            self.api.patch(f"{base}/{ref.name}", {"metadata": metadata, "spec": dict(spec)})
+            self.api.patch(f"{base}/{name}", {"metadata": metadata, "spec": dict(spec)})
         except KubernetesError as exc:
             if exc.status != 404:
                 raise
@@ -413,7 +316,7 @@ class KubernetesSource:
                     "spec": dict(spec),
                 },
             )
-        self.api.patch(f"{base}/{ref.name}/status", {"status": dict(status)})
+        self.api.patch(f"{base}/{name}/status", {"status": dict(status)})
 
     def delete_recommendation(self, namespace: str, name: str) -> None:
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/throttlerecommendations/{name}"

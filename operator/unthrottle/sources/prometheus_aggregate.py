@@ -60,12 +60,14 @@ old container's series lingering after a restart, is not added to the new one).
 - Requests and limits: ``last_over_time(kube_pod_container_resource_requests|limits{
   resource="cpu"|"memory"}[W])`` per pod: the resources *that pod* ran with (its
   configuration, below). CPU cores become millicores rounded up; memory is bytes.
-- Pods to Deployments: ``kube_pod_owner{owner_kind="ReplicaSet"}`` and
-  ``kube_replicaset_owner{owner_kind="Deployment"}``, each ``max_over_time`` over the
-  window so that pods and ReplicaSets that came and went still map (pods of every owner
-  kind are read, to size chunks; only Deployments' become workloads); a caller that knows
-  more (the API server) passes ``replicaset_owners``, and a pod without a
-  ``kube_pod_owner`` row is then matched to a known ReplicaSet by its name.
+- Pods to workloads: ``kube_pod_owner{owner_kind="ReplicaSet"}`` and
+  ``kube_replicaset_owner{owner_kind="Deployment"}`` for a Deployment's pods;
+  ``kube_pod_owner{owner_kind="StatefulSet"|"DaemonSet"}`` alone for those kinds (no
+  ReplicaSet in between); each ``max_over_time`` over the window so that pods and
+  ReplicaSets that came and went still map (pods of every owner kind are read, to size
+  chunks; only these three kinds' become workloads); a caller that knows more (the API
+  server) passes ``replicaset_owners``, and a pod without a ``kube_pod_owner`` row is then
+  matched to a known ReplicaSet by its name.
 
 History belongs to a configuration
     A window may hold pods that ran with different requests and limits (before and after
@@ -91,7 +93,9 @@ History belongs to a configuration
 Required series that do not exist at any time in the window (under the extra matchers,
 in any namespace; asked of the index, see :mod:`.prometheus_http`) are reported as
 missing (:meth:`Ksm.series_report`). Two kinds are absent on a healthy cluster and are
-only reported when that absence cannot be explained:
+only reported when that absence cannot be explained (and ``kube_replicaset_owner`` only
+when some pod is owned by a ReplicaSet, or kube-state-metrics is missing: a namespace of
+StatefulSets and DaemonSets has none):
 ``kube_pod_container_resource_limits`` (no container has a limit) and
 ``kube_pod_container_status_last_terminated_reason`` (no container has terminated) are
 missing only when kube-state-metrics is missing as a whole, and the CFS counters
@@ -105,7 +109,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from unthrottle.model.quantity import parse_bytes, parse_cores
@@ -119,7 +123,7 @@ from unthrottle.model.stats import (
     UsagePercentiles,
     WorkingSetBytes,
 )
-from unthrottle.model.workload import WorkloadRef, WorkloadStats
+from unthrottle.model.workload import WorkloadKind, WorkloadRef, WorkloadStats
 from unthrottle.sources.prometheus_queries import (
     LAST_TERMINATED,
     LIMITS,
@@ -136,6 +140,8 @@ from unthrottle.sources.prometheus_queries import (
 )
 
 __all__ = ["SIGNED_STATS", "Ksm", "Owners", "Tables", "assemble"]
+
+_DIRECT_KINDS = frozenset({WorkloadKind.STATEFULSET.value, WorkloadKind.DAEMONSET.value})
 
 Key = tuple[str, str, str]  # (namespace, pod, container)
 PodKey = tuple[str, str]  # (namespace, pod)
@@ -186,6 +192,7 @@ class Ksm:
         self.present: set[str] = set()
         self.pods: set[PodKey] = set()
         self.pod_replicaset: dict[PodKey, str] = {}
+        self.pod_workload: dict[PodKey, tuple[WorkloadKind, str]] = {}
         self.replicaset_deployment: dict[PodKey, str] = {}
         self.tables = Tables()
 
@@ -195,8 +202,12 @@ class Ksm:
             pod = (labels.get("namespace", ""), labels.get("pod", ""))
             if all(pod):
                 self.pods.add(pod)
-                if labels.get("owner_kind") == "ReplicaSet" and labels.get("owner_name"):
-                    self.pod_replicaset[pod] = labels["owner_name"]
+                kind, owner = labels.get("owner_kind"), labels.get("owner_name")
+                if kind == "ReplicaSet" and owner:
+                    self.pod_replicaset[pod] = owner
+                elif kind in _DIRECT_KINDS and owner:
+                    # No ReplicaSet in between: the pod names its workload.
+                    self.pod_workload[pod] = (WorkloadKind(kind), owner)
         elif stat == "rs_owner":
             rs = (labels.get("namespace", ""), labels.get("replicaset", ""))
             if all(rs) and labels.get("owner_name"):
@@ -216,17 +227,18 @@ class Ksm:
 
     def owners(self, replicaset_owners: Mapping[tuple[str, str], str]) -> Owners:
         deployments = {**self.replicaset_deployment, **replicaset_owners}
-        return Owners(dict(self.pod_replicaset), deployments)
+        return Owners(dict(self.pod_replicaset), deployments, dict(self.pod_workload))
 
     def series_report(self) -> tuple[frozenset[str], frozenset[str]]:
         """(missing required series, optional series seen); rules in the module docstring."""
         present = self.present
         missing = {
-            name
-            for name in (USAGE, RSS, WORKING_SET, POD_OWNER, REPLICASET_OWNER, REQUESTS)
-            if name not in present
+            name for name in (USAGE, RSS, WORKING_SET, POD_OWNER, REQUESTS) if name not in present
         }
         ksm_up = POD_OWNER in present
+        # Only ReplicaSets' pods need it: StatefulSets and DaemonSets own their pods.
+        if REPLICASET_OWNER not in present and (self.pod_replicaset or not ksm_up):
+            missing.add(REPLICASET_OWNER)
         if not ksm_up:
             missing.update(n for n in (LIMITS, LAST_TERMINATED) if n not in present)
         cpu_limited = bool(self.tables["cpu_limit"]) or not ksm_up
@@ -238,12 +250,18 @@ class Ksm:
 
 @dataclass(frozen=True, slots=True)
 class Owners:
-    """Pods to ReplicaSets to Deployments."""
+    """Pods to ReplicaSets to Deployments; pods straight to StatefulSets and DaemonSets."""
 
     pod_replicaset: Mapping[PodKey, str]
     replicaset_deployment: Mapping[PodKey, str]
+    pod_workload: Mapping[PodKey, tuple[WorkloadKind, str]] = field(default_factory=dict)
 
     def replicaset(self, namespace: str, pod: str) -> str | None:
+        """The pod's controller: its ReplicaSet, or its StatefulSet or DaemonSet (the pods
+        that share a template, for a pod whose configuration is unknown)."""
+        direct = self.pod_workload.get((namespace, pod))
+        if direct is not None:
+            return f"{direct[0].value}/{direct[1]}"
         rs = self.pod_replicaset.get((namespace, pod))
         if rs is None:
             # No kube_pod_owner row: a Deployment's pod is named "<replicaset>-<suffix>".
@@ -252,9 +270,14 @@ class Owners:
                 rs = prefix
         return rs
 
-    def deployment(self, namespace: str, pod: str) -> str | None:
+    def workload(self, namespace: str, pod: str) -> WorkloadRef | None:
+        """The workload the pod belongs to, or None."""
+        direct = self.pod_workload.get((namespace, pod))
+        if direct is not None:
+            return WorkloadRef(namespace=namespace, kind=direct[0], name=direct[1])
         rs = self.replicaset(namespace, pod)
-        return None if rs is None else self.replicaset_deployment.get((namespace, rs))
+        name = None if rs is None else self.replicaset_deployment.get((namespace, rs))
+        return None if name is None else WorkloadRef(namespace=namespace, name=name)
 
 
 def _weighted_mean(pairs: Iterable[tuple[float, float]]) -> float | None:
@@ -299,23 +322,23 @@ def assemble(
     resolution: Resolution,
     cfs_period_us: int,
 ) -> tuple[list[WorkloadStats], int]:
-    """Per-pod tables → one WorkloadStats per Deployment; also the count of unowned pods.
+    """Per-pod tables → one WorkloadStats per workload; also the count of unowned pods.
 
     ``cfs_period_us`` is the period assumed where ``container_spec_cpu_period`` is absent.
     """
-    groups: dict[tuple[str, str], dict[str, list[Key]]] = defaultdict(lambda: defaultdict(list))
+    groups: dict[WorkloadRef, dict[str, list[Key]]] = defaultdict(lambda: defaultdict(list))
     unowned: set[PodKey] = set()
     for key in sorted(tables.keys() | ksm.tables.keys()):
         namespace, pod, container = key
-        deployment = owners.deployment(namespace, pod)
-        if deployment is None:
+        workload = owners.workload(namespace, pod)
+        if workload is None:
             if key in tables["count"]:
                 unowned.add((namespace, pod))
             continue
-        groups[(namespace, deployment)][container].append(key)
+        groups[workload][container].append(key)
     pods_data = _Pods(tables, ksm.tables, resolution, cfs_period_us, owners, frozenset(ksm.pods))
     workloads: list[WorkloadStats] = []
-    for (namespace, deployment), containers in sorted(groups.items()):
+    for ref, containers in sorted(groups.items(), key=lambda g: (g[0].namespace, g[0].name)):
         stats: list[ContainerStats] = []
         pods: set[str] = set()
         for container, keys in sorted(containers.items()):
@@ -324,7 +347,6 @@ def assemble(
                 stats.append(built)
                 pods.update(k[1] for k in keys if tables["count"].get(k, 0) > 0)
         if stats:
-            ref = WorkloadRef(namespace=namespace, name=deployment)
             workloads.append(WorkloadStats(ref=ref, containers=tuple(stats), pods=len(pods)))
     return workloads, len(unowned)
 

@@ -338,7 +338,11 @@ def test_report_without_pods_access_counts_no_burst(
     reader = f"report-reader-{uuid.uuid4().hex[:6]}"
     rules = [
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list"]},
-        {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": ["list"]},
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"],
+            "verbs": ["list"],
+        },
     ]
     kube.apply_manifest(
         {

@@ -400,7 +400,7 @@ up() {
 
   start "$D" kcm "$BIN/kube-controller-manager" \
     --kubeconfig "$D/kubeconfig" \
-    --controllers deployment,replicaset,garbagecollector,namespace,serviceaccount,serviceaccount-token,clusterrole-aggregation \
+    --controllers deployment,replicaset,statefulset,daemonset,garbagecollector,namespace,serviceaccount,serviceaccount-token,clusterrole-aggregation \
     --service-account-private-key-file "$D/pki/sa.key" --root-ca-file "$D/pki/ca.crt" \
     --leader-elect=false --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --port 0 \
     --cert-dir "$D/pki/kcm" --profiling=false
