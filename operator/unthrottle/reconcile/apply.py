@@ -11,7 +11,7 @@ Deployment is read again and its plan made again from what it is now (``replan``
 :func:`replanner`): their change is decided on, never overwritten. A rollback that meets
 a conflict fails the pass, which is retried from a fresh read.
 
-Under the Recommend-only RBAC (``manifests/recommend-only/``: no ``patch`` on
+Under the Recommend-only RBAC (``overlays/recommend-only/``: no ``patch`` on
 Deployments) the API server refuses the ``unthrottle.dev/recommendation`` annotation with
 403. That is not a failure: the ThrottleRecommendation is still written, the policy's
 ``DeploymentAnnotations`` condition says the annotations are not written, and the log says
