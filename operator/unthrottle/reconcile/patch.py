@@ -80,6 +80,9 @@ class PatchContext:
     last_patched_ms: int | None = None
     rollout_slots: int = 1
     largest_node_cpu: int | None = None  # millicores; a pod requesting more never schedules
+    # False for ``unthrottle export``: the patch lands later, through Git, so the
+    # guardrails about rollouts now (a pending rollout, the cooldown, the slots) do not apply.
+    rollout_guardrails: bool = True
 
 
 @dataclass(frozen=True)
@@ -302,7 +305,7 @@ def decide(
             results,
             "partial-data: Prometheus answered with partial data; nothing is patched from it",
         )
-    pending = deployment.pending_rollout()
+    pending = deployment.pending_rollout() if context.rollout_guardrails else ""
     if pending:
         return _skip_all(results, pending)
     if context.hpa_on_cpu:
@@ -314,7 +317,7 @@ def decide(
     remaining = cooldown_remaining_ms(
         context.last_patched_ms, context.now_ms, policy.patch.cooldown
     )
-    if remaining > 0:
+    if remaining > 0 and context.rollout_guardrails:
         return _skip_all(results, f"cooldown: {format_duration(remaining)} until the next patch")
     targets = _Targets()
     recommended: dict[str, Recommendation] = {}
@@ -348,7 +351,7 @@ def decide(
             "below-min-change: every change is under patch.minChange "
             f"({policy.patch.min_change:.0%})",
         )
-    if context.rollout_slots <= 0:
+    if context.rollout_slots <= 0 and context.rollout_guardrails:
         return _skip_all(
             results,
             f"max-concurrent-rollouts: patch.maxConcurrentRollouts "
