@@ -138,9 +138,7 @@ def _changes(workload: WorkloadPlan, decision: DeploymentDecision) -> tuple[Chan
         before_burst = deployment.template_annotations.get(BURST_ANNOTATION)
         after_burst = template["annotations"][BURST_ANNOTATION]
         if before_burst != after_burst:
-            changes.append(
-                Change("", "burst", _burst_text(before_burst), _burst_text(after_burst))
-            )
+            changes.append(Change("", "burst", _burst_text(before_burst), _burst_text(after_burst)))
     return tuple(changes)
 
 
