@@ -16,7 +16,7 @@ from typing import Any
 from unthrottle.cli.export import change_text, export_decisions, exported
 from unthrottle.cli.reading import EXIT_USAGE, add_reading_arguments, read
 from unthrottle.cli.report import report_plan
-from unthrottle.model.quantity import format_bytes, format_duration
+from unthrottle.model.quantity import describe_bytes, format_duration
 from unthrottle.model.recommendation import NoRecommendation, Recommendation, RecommendationResult
 from unthrottle.model.stats import ContainerResources
 from unthrottle.reconcile.snapshot import Instant
@@ -66,7 +66,7 @@ def _evidence_lines(result: RecommendationResult, window_ms: int) -> list[str]:
         f"demand mean {_cores(e.demand_mean)}, p99 {_cores(e.demand_p99)} cores",
     ]
     if e.rss_max is not None:
-        lines.append(f"  memory       RSS at most {format_bytes(e.rss_max)}")
+        lines.append(f"  memory       RSS at most {describe_bytes(e.rss_max)}")
     if e.signals:
         lines.append(f"  signals      {', '.join(e.signals)}")
     return lines
@@ -130,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     for workload, decision in decided:
         patches, unchanged = exported([(workload, decision)])
         if patches:
+            # Within the step limits of one patch, so it can differ from "recommended".
             line = f"export / AutoPatch would change {change_text(patches[0].changes)}"
         else:
             line = f"export / AutoPatch would change nothing: {unchanged[0][1]}"
