@@ -30,7 +30,7 @@ from unthrottle.reconcile.snapshot import Instant
 from unthrottle.sandbox.kube import KubeSandbox, wait_for
 from unthrottle.sandbox.prometheus import PrometheusFactory, PrometheusServer
 from unthrottle.sim.openmetrics import iter_openmetrics
-from unthrottle.sim.scenarios import deployment_manifest, scenario
+from unthrottle.sim.scenarios import Scenario, deployment_manifest, scenario
 from unthrottle.sources.kubernetes import KubernetesSource
 
 pytestmark = pytest.mark.e2e
@@ -50,20 +50,20 @@ SPEC: dict[str, Any] = {
 }
 
 
+def staged(name: str, namespace: str) -> Scenario:
+    """A scenario in ``namespace``, its Deployment renamed (other modules' reports count
+    the scenarios' own names across the whole cluster)."""
+    s = scenario(name)
+    return s.with_changes(namespace=namespace, replicas=1, deployment=f"x-{s.deployment}")
+
+
 def manifests(namespace: str) -> list[dict[str, Any]]:
-    return [
-        deployment_manifest(scenario(n).with_changes(namespace=namespace, replicas=1))
-        for n in SCENARIOS
-    ]
+    return [deployment_manifest(staged(n, namespace)) for n in SCENARIOS]
 
 
 @pytest.fixture(scope="module")
 def prometheus(prometheus_factory: PrometheusFactory) -> PrometheusServer:
-    scenarios = [
-        scenario(n).with_changes(namespace=ns, replicas=1)
-        for ns in (GIT, AUTO, VIEW)
-        for n in SCENARIOS
-    ]
+    scenarios = [staged(n, ns) for ns in (GIT, AUTO, VIEW) for n in SCENARIOS]
     chunks = iter_openmetrics(scenarios, END_MS - 2 * HOUR_MS, END_MS)
     return prometheus_factory("export", {"export.om": chunks})
 
@@ -147,11 +147,11 @@ def test_applied_export_equals_what_autopatch_writes_and_a_second_export_is_empt
     overlay = stage / "overlay"
     code, out, err = export(capsys, prometheus, kube, policy, "--out", str(overlay))
     assert code == 0, err
-    assert f"{GIT}/checkout: app: cpu request 300m→" in out, out
+    assert f"{GIT}/x-checkout: app: cpu request 300m→" in out, out
     assert "2 to change, 0 unchanged" in out, out
     kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
     files = sorted(kustomization["patchesStrategicMerge"])
-    assert files == [f"deployment_{GIT}_checkout.yaml", f"deployment_{GIT}_indexer.yaml"]
+    assert files == [f"deployment_{GIT}_x-checkout.yaml", f"deployment_{GIT}_x-indexer.yaml"]
     for name in files:
         patch = yaml.safe_load((overlay / name).read_text())
         assert set(patch["metadata"]) == {"name", "namespace"}  # no bookkeeping annotations
@@ -273,26 +273,26 @@ def test_kubectl_plugin_report_follows_the_context_and_namespace_flags(
     assert {GIT, AUTO, VIEW} <= every
     selected = run(
         kube, plugin_env, prometheus, "report", "-o", "json", "-A", "--namespace-selector",
-        f"{CASE_LABEL}={AUTO}", "-l", "app=checkout",
+        f"{CASE_LABEL}={AUTO}", "-l", "app=x-checkout",
     )  # fmt: skip
     assert [(w["namespace"], w["name"]) for w in json.loads(selected.stdout)["workloads"]] == [
-        (AUTO, "checkout")
+        (AUTO, "x-checkout")
     ]
 
 
 def test_kubectl_plugin_explain_and_export(
     kube: KubeSandbox, stage: Path, prometheus: PrometheusServer, plugin_env: dict[str, str]
 ) -> None:
-    done = kubectl_unthrottle(kube, plugin_env, prometheus, "explain", f"{VIEW}/indexer")
+    done = kubectl_unthrottle(kube, plugin_env, prometheus, "explain", f"{VIEW}/x-indexer")
     assert done.returncode == 0, done.stderr
     text = done.stdout
-    assert text.startswith(f"Deployment {VIEW}/indexer"), text
+    assert text.startswith(f"Deployment {VIEW}/x-indexer"), text
     for words in ("container worker", "now ", "throttled    in ", "CPU use", "why ", "export"):
         assert words in text, (words, text)
     # NAME alone: the context's namespace.
-    done = kubectl_unthrottle(kube, plugin_env, prometheus, "explain", "checkout")
+    done = kubectl_unthrottle(kube, plugin_env, prometheus, "explain", "x-checkout")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(f"Deployment {VIEW}/checkout"), done.stdout
+    assert done.stdout.startswith(f"Deployment {VIEW}/x-checkout"), done.stdout
     missing = kubectl_unthrottle(kube, plugin_env, prometheus, "explain", f"{GIT}/nope")
     assert missing.returncode == 4
     assert "no workload nope" in missing.stderr

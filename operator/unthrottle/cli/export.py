@@ -137,7 +137,7 @@ def _changes(workload: WorkloadPlan, decision: DeploymentDecision) -> tuple[Chan
     if template is not None:
         before_burst = deployment.template_annotations.get(BURST_ANNOTATION)
         after_burst = template["annotations"][BURST_ANNOTATION]
-        if before_burst != after_burst:
+        if _burst_text(before_burst) != _burst_text(after_burst):
             changes.append(Change("", "burst", _burst_text(before_burst), _burst_text(after_burst)))
     return tuple(changes)
 
@@ -191,7 +191,7 @@ def _load(path: Path) -> Any:
 def _merged(old: Any, new: Mapping[str, Any], path: Path) -> dict[str, Any]:
     """``new`` over the patch an earlier export wrote: containers by name, annotations by key."""
     if old is None:
-        return dict(new)
+        old = {k: new[k] for k in ("apiVersion", "kind", "metadata")}
     same = isinstance(old, dict) and all(
         old.get(k) == new[k] for k in ("apiVersion", "kind", "metadata")
     )
