@@ -15,6 +15,9 @@ docs/recommendations.md (section 10) in this order, and the first that holds dec
    throttled above the target gets a higher limit (any step up counts then);
 6. a rollout slot is free (``patch.maxConcurrentRollouts``).
 
+``unthrottle export`` decides with ``PatchContext.rollout_guardrails`` off: its patch
+lands later through Git, so 3's pending rollout, 4 and 6 do not apply.
+
 Only the fields unthrottle owns change, by a strategic-merge patch: the target
 containers' ``resources``, the WEB_CONCURRENCY env entry (downward API, replacing a
 literal) and the burst annotation of the pod template; plus the Deployment's
