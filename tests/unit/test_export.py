@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tests.unit.test_plan import manifest as plan_manifest
+from tests.unit.test_plan import stats
 
 from unthrottle.cli.export import (
     KUSTOMIZATION,
@@ -20,7 +22,6 @@ from unthrottle.cli.reading import Reading
 from unthrottle.cli.report import report_plan
 from unthrottle.model.names import LAST_PATCHED_ANNOTATION
 from unthrottle.model.policy import ThrottlePolicySpec
-from unthrottle.model.stats import ContainerStats
 from unthrottle.model.workload import WorkloadStats
 from unthrottle.reconcile.snapshot import Instant
 from unthrottle.sources.kubernetes import deployment_info
@@ -32,54 +33,13 @@ NOW = Instant.from_ms(1_767_225_600_000)
 
 
 def manifest(name: str, *, rolling: bool = False, last_patched: str | None = None) -> Any:
+    """test_plan's Deployment, maybe mid-rollout (its pod runs the old template) or
+    patched by AutoPatch at ``last_patched``."""
     annotations = {LAST_PATCHED_ANNOTATION: last_patched} if last_patched else {}
-    return {
-        "metadata": {
-            "namespace": "shop",
-            "name": name,
-            "generation": 2,
-            "annotations": annotations,
-        },
-        "spec": {
-            "replicas": 2,
-            "template": {
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "app",
-                            "resources": {
-                                "requests": {"cpu": "300m", "memory": "512Mi"},
-                                "limits": {"cpu": "300m", "memory": "512Mi"},
-                            },
-                        }
-                    ]
-                }
-            },
-        },
-        # A rollout in progress: one of two replicas runs the newest template.
-        "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 1 if rolling else 2},
-    }
-
-
-def stats(throttled: float) -> ContainerStats:
-    return ContainerStats.model_validate(
-        {
-            "container": {
-                "name": "app",
-                "cpuRequest": "300m",
-                "cpuLimit": "300m",
-                "memoryRequest": "512Mi",
-                "memoryLimit": "512Mi",
-            },
-            "cpu": {
-                "usageCores": {"p50": 0.29, "p95": 0.3, "p99": 0.3, "max": 0.3},
-                "throttledPeriodRatio": throttled,
-                "samples": 2016,
-                "windowSeconds": 604_800,
-            },
-            "memory": {"rssBytes": {"p99": 300e6, "max": 320e6}},
-        }
-    )
+    found = plan_manifest("shop", name, annotations=annotations)
+    if rolling:
+        found["status"]["updatedReplicas"] = 0
+    return found
 
 
 def reading(manifests: list[Any], throttled: float = 0.6, **spec: Any) -> Reading:
