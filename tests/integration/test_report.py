@@ -66,7 +66,7 @@ def document(
 ) -> dict[str, Any]:
     code, out, err = report(capsys, server.url, "--match", f"cluster={shape}", "-o", "json")
     assert code == 0, err
-    assert "8 Deployments" in err  # progress on stderr
+    assert "8 workloads" in err  # progress on stderr
     return dict(json.loads(out))
 
 

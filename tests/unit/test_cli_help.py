@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from unthrottle.cli import main
+from unthrottle.cli import kubectl_main, main
 
 
 def test_no_arguments_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    for command in ("recommend", "report", "run", "demo"):
+    for command in ("recommend", "report", "export", "explain", "run", "demo"):
         assert f"\n    {command}" in err, command
     assert "required" not in err
 
@@ -38,3 +38,15 @@ def test_run_with_a_missing_kubeconfig_says_the_file_does_not_exist(
         "unthrottle run: kubeconfig /nonexistent/kubeconfig does not exist "
         "(give --kubeconfig PATH)\n"
     )
+
+
+def test_the_kubectl_plugin_lists_only_the_read_only_commands(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert kubectl_main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: kubectl unthrottle")
+    for command in ("report", "export", "explain"):
+        assert f"\n    {command}" in err, command
+    for command in ("run", "agent", "demo", "recommend"):
+        assert f"\n    {command}" not in err, command

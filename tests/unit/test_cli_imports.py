@@ -1,4 +1,4 @@
-"""``unthrottle report`` and ``recommend`` start without the operator's modules.
+"""``unthrottle report``, ``export``, ``explain`` and ``recommend`` start without kopf.
 
 Each check runs a fresh interpreter (the test process itself has imported everything) and
 reads its ``sys.modules`` after the import or the ``--help`` of a subcommand.
@@ -43,12 +43,20 @@ def _loaded(body: str) -> list[str]:
     return [m for m in line.removeprefix("LOADED:").split(",") if m]
 
 
-@pytest.mark.parametrize("module", ["unthrottle.cli.report", "unthrottle.cli.recommend"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "unthrottle.cli.report",
+        "unthrottle.cli.recommend",
+        "unthrottle.cli.export",
+        "unthrottle.cli.explain",
+    ],
+)
 def test_importing_a_cli_subcommand_loads_no_kopf(module: str) -> None:
     assert _loaded(f"import {module}") == []
 
 
-@pytest.mark.parametrize("command", ["report", "recommend"])
+@pytest.mark.parametrize("command", ["report", "recommend", "export", "explain"])
 def test_running_a_subcommand_loads_no_kopf(command: str) -> None:
     assert _loaded(HELP.format(command=command)) == []
 

@@ -11,28 +11,24 @@ read (with ``--kubeconfig``).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from unthrottle.cli.html_report import render_html_report
-from unthrottle.cli.inputs import load_document
 from unthrottle.cli.output import OutputFormat, render, render_table
-from unthrottle.model.fields import unknown_fields, unknown_keys, validation_message
-from unthrottle.model.names import SYSTEM_NAMESPACES
-from unthrottle.model.policy import MIN_WINDOW_MS, Mode, ThrottlePolicySpec, Tier
-from unthrottle.model.quantity import (
-    QuantityError,
-    format_bytes,
-    format_duration,
-    parse_duration_ms,
+from unthrottle.cli.reading import (
+    EXIT_KUBERNETES,
+    EXIT_MISSING_SERIES,
+    EXIT_PROMETHEUS,
+    EXIT_USAGE,
+    add_reading_arguments,
+    read,
 )
+from unthrottle.model.policy import MIN_WINDOW_MS, Mode, ThrottlePolicySpec, Tier
+from unthrottle.model.quantity import format_bytes, format_duration
 from unthrottle.model.recommendation import (
     NoRecommendation,
     NoRecommendationReason,
@@ -42,37 +38,29 @@ from unthrottle.model.recommendation import (
 )
 from unthrottle.model.stats import ContainerResources, ContainerStats
 from unthrottle.model.workload import DeploymentInfo, WorkloadRef
-from unthrottle.reconcile.plan import plan_pass
-from unthrottle.reconcile.read import prometheus_config
-from unthrottle.reconcile.scope import OperatorScope, unusable_text
+from unthrottle.reconcile.plan import PassPlan, plan_pass
+from unthrottle.reconcile.scope import OperatorScope
 from unthrottle.reconcile.snapshot import ClusterSnapshot, Instant, MetricsSnapshot, PolicyObject
 from unthrottle.reconcile.status import change, cpu_text, current_of, memory_text, ratio_text
-from unthrottle.sources.kubernetes import KubernetesError, KubernetesSource
-from unthrottle.sources.prometheus import (
-    FetchResult,
-    PrometheusConfig,
-    PrometheusError,
-    PrometheusSource,
-)
+from unthrottle.sources.prometheus import FetchResult
 
 __all__ = [
+    "EXIT_KUBERNETES",
+    "EXIT_MISSING_SERIES",
+    "EXIT_PROMETHEUS",
+    "EXIT_USAGE",
     "ReportRow",
     "build_report",
     "register",
     "render_report_table",
     "report_document",
     "report_notes",
+    "report_plan",
+    "report_rows",
     "run",
 ]
 
-EXIT_PROMETHEUS = 1
-EXIT_USAGE = 2
-EXIT_MISSING_SERIES = 3
-EXIT_KUBERNETES = 5
 TABLE_WIDTH = 120
-TOKEN_ENV = "UNTHROTTLE_PROMETHEUS_TOKEN"
-PASSWORD_ENV = "UNTHROTTLE_PROMETHEUS_PASSWORD"
-URL_ENV = "UNTHROTTLE_PROMETHEUS_URL"
 
 
 @dataclass(frozen=True)
@@ -95,73 +83,7 @@ def register(commands: Any) -> None:
             "every container of every Deployment in scope. Changes nothing."
         ),
     )
-    parser.add_argument(
-        "--prometheus-url",
-        default=os.environ.get(URL_ENV),
-        metavar="URL",
-        help=f"Prometheus (or Thanos, Mimir, VictoriaMetrics) base URL (env {URL_ENV})",
-    )
-    parser.add_argument(
-        "--namespace",
-        "-n",
-        action="append",
-        default=[],
-        metavar="NS",
-        help="a namespace to report on (repeatable; default: all)",
-    )
-    parser.add_argument(
-        "--kubeconfig",
-        metavar="PATH",
-        help="also read the API server: Deployment labels, WEB_CONCURRENCY, ReplicaSets",
-    )
-    parser.add_argument(
-        "--selector",
-        "-l",
-        metavar="LABELS",
-        help="Deployments with these labels only (e.g. app=web,tier!=batch); needs --kubeconfig",
-    )
-    parser.add_argument("--tier", choices=[t.value for t in Tier], help="override the tier")
-    parser.add_argument("--window", default=None, help="e.g. 7d (default), 1d, 5m")
-    parser.add_argument(
-        "--policy", metavar="FILE", help="a ThrottlePolicy YAML whose spec to apply"
-    )
-    parser.add_argument(
-        "--match",
-        action="append",
-        default=[],
-        metavar="LABEL=VALUE",
-        help="an extra label matcher on every series, e.g. cluster=prod (repeatable)",
-    )
-    parser.add_argument(
-        "--bearer-token-file",
-        metavar="FILE",
-        help=f"a file holding a bearer token (or env {TOKEN_ENV})",
-    )
-    parser.add_argument("--username", metavar="USER", help="basic auth user")
-    parser.add_argument(
-        "--password-file",
-        metavar="FILE",
-        help=f"a file holding the basic auth password (or env {PASSWORD_ENV})",
-    )
-    parser.add_argument("--ca-bundle", metavar="FILE", help="PEM CA bundle to verify TLS with")
-    parser.add_argument(
-        "--insecure-skip-verify", action="store_true", help="do not verify TLS (explicit)"
-    )
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per query")
-    parser.add_argument(
-        "--concurrency",
-        type=int,
-        default=None,
-        metavar="N",
-        help="queries in flight at once (1-32; default the policy's prometheus.concurrency, 4)",
-    )
-    parser.add_argument(
-        "--at",
-        type=float,
-        default=None,
-        metavar="EPOCH",
-        help="evaluate at this time (epoch seconds; default now)",
-    )
+    add_reading_arguments(parser)
     parser.add_argument(
         "--output",
         "-o",
@@ -175,92 +97,19 @@ def register(commands: Any) -> None:
     parser.set_defaults(run=run)
 
 
-_POLICY_OBJECT = ("apiVersion", "kind", "metadata", "spec", "status")
-
-
-def _policy_spec(path: str) -> tuple[dict[str, Any], str]:
-    """The spec of the ThrottlePolicy (or bare spec) in ``path``, its fields all known, and
-    the path of the spec in the file (``spec`` or none) for messages."""
-    document = load_document(Path(path).read_text(encoding="utf-8"), f"--policy {path}") or {}
-    unknown, prefix = [], ""
-    if isinstance(document, dict) and "spec" in document:
-        unknown, prefix = unknown_keys(document, _POLICY_OBJECT), "spec"
-        document = document["spec"] or {}
-    if not isinstance(document, dict):
-        raise ValueError(f"--policy {path}: not a ThrottlePolicy or a ThrottlePolicy spec")
-    unknown += unknown_fields(ThrottlePolicySpec, document, prefix)
-    if unknown:
-        plural = "s" if len(unknown) > 1 else ""
-        raise ValueError(f"--policy {path}: unknown field{plural}: {', '.join(unknown)}")
-    return dict(document), prefix
-
-
-def _window_ms(text: str) -> int:
-    accepted = "a Prometheus duration of at least 5m, e.g. 30m, 6h, 7d"
-    try:
-        window = parse_duration_ms(text)
-    except QuantityError:
-        raise ValueError(f"--window {text!r}: not {accepted}") from None
-    if window < MIN_WINDOW_MS:
-        raise ValueError(f"--window {text!r}: too short; give {accepted}")
-    return window
-
-
-def _policy(args: argparse.Namespace) -> ThrottlePolicySpec:
-    spec, prefix = _policy_spec(args.policy) if args.policy else ({}, "")
-    if args.tier:
-        spec["tier"] = args.tier
-    if args.window:
-        spec["window"] = _window_ms(args.window)
-    try:
-        return ThrottlePolicySpec.model_validate(spec)
-    except ValidationError as exc:
-        raise ValueError(f"--policy {args.policy}: {validation_message(exc, prefix)}") from None
-
-
-def _matchers(pairs: Iterable[str]) -> dict[str, str]:
-    matchers: dict[str, str] = {}
-    for pair in pairs:
-        label, sep, value = pair.partition("=")
-        if not sep or not label:
-            raise ValueError(f"--match wants LABEL=VALUE, got {pair!r}")
-        matchers[label] = value
-    return matchers
-
-
-def _config(args: argparse.Namespace, policy: ThrottlePolicySpec) -> PrometheusConfig:
-    token = os.environ.get(TOKEN_ENV)
-    if args.bearer_token_file:
-        token = Path(args.bearer_token_file).read_text(encoding="utf-8").strip()
-    password = os.environ.get(PASSWORD_ENV)
-    if args.password_file:
-        password = Path(args.password_file).read_text(encoding="utf-8").strip()
-    return prometheus_config(
-        policy,
-        args.prometheus_url,
-        bearer_token=token or None,
-        username=args.username,
-        password=password if args.username else None,
-        ca_bundle=args.ca_bundle,
-        insecure_skip_verify=args.insecure_skip_verify,
-        timeout_seconds=args.timeout,
-        extra_matchers=_matchers(args.match),
-        concurrency=args.concurrency,
-    )
-
-
 REPORT_POLICY = "report"  # the name the report's plan runs under (it writes nothing)
 
 
-def build_report(
+def report_plan(
     fetched: FetchResult,
     policy: ThrottlePolicySpec,
     deployments: list[DeploymentInfo] | None = None,
     *,
     now: Instant | None = None,
-) -> list[ReportRow]:
-    """The engine's answer for every container in scope: the operator's own plan of a pass,
-    in Recommend mode, so the report and the operator cannot disagree on a number.
+    largest_node_cpu: int | None = None,
+) -> PassPlan:
+    """The operator's own plan of a pass over what was read, in Recommend mode, so the
+    report (and export) and the operator cannot disagree on a number.
 
     With ``deployments`` (from the API server) the scope is those Deployments, with their
     configuration, tier labels and opt-outs; without, every workload Prometheus knows,
@@ -278,12 +127,18 @@ def build_report(
         metrics=MetricsSnapshot(
             workloads=tuple(fetched.workloads),
             source="",
+            warnings=tuple(fetched.warnings),
             unusable_series=fetched.unusable_series,
         ),
+        largest_node_cpu=largest_node_cpu,
     )
     recommend_only = policy.model_copy(update={"mode": Mode.RECOMMEND})
     report = PolicyObject(REPORT_POLICY, 0, ("", REPORT_POLICY), recommend_only)
-    plan = plan_pass(report, snapshot, now or Instant.from_ms(int(fetched.end * 1000)))
+    return plan_pass(report, snapshot, now or Instant.from_ms(int(fetched.end * 1000)))
+
+
+def report_rows(plan: PassPlan) -> list[ReportRow]:
+    """One row per container of every workload the plan covers."""
     rows = []
     for outcome in plan.outcomes:
         configured = {c.name: c for c in outcome.containers}
@@ -298,6 +153,17 @@ def build_report(
                 )
             )
     return rows
+
+
+def build_report(
+    fetched: FetchResult,
+    policy: ThrottlePolicySpec,
+    deployments: list[DeploymentInfo] | None = None,
+    *,
+    now: Instant | None = None,
+) -> list[ReportRow]:
+    """The engine's answer for every container in scope (:func:`report_plan`)."""
+    return report_rows(report_plan(fetched, policy, deployments, now=now))
 
 
 def report_document(rows: list[ReportRow], fetched: FetchResult, url: str) -> dict[str, Any]:
@@ -422,84 +288,12 @@ def _progress(message: str) -> None:
 
 
 def run(args: argparse.Namespace, progress: Callable[[str], None] = _progress) -> int:
-    if not args.prometheus_url:
-        print(f"unthrottle report: --prometheus-url (or {URL_ENV}) is required", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        policy = _policy(args)
-        config = _config(args, policy)
-    except OSError as exc:
-        print(f"unthrottle report: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ValueError, QuantityError) as exc:
-        print(f"unthrottle report: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.selector and not args.kubeconfig:
-        print(
-            "unthrottle report: --selector needs --kubeconfig (Deployment labels come from "
-            "the API server)",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    started = time.monotonic()
-    namespaces: list[str] | None = args.namespace or None
-    deployments: list[DeploymentInfo] | None = None
-    owners: dict[tuple[str, str], str] = {}
-    if args.kubeconfig:
-        try:
-            kube = KubernetesSource.from_kubeconfig(args.kubeconfig)
-            try:
-                if namespaces is None:
-                    namespaces = kube.namespaces(
-                        policy.namespace_selector.to_query(),
-                        exclude=SYSTEM_NAMESPACES if policy.namespace_selector.is_empty() else (),
-                    )
-                selector = args.selector or policy.selector.to_query()
-                deployments = kube.workloads(
-                    namespaces, selector, policy.web_concurrency.env_name, policy.kinds
-                )
-                owners = kube.replicaset_owners(namespaces)
-                try:
-                    deployments = kube.with_applied_bursts(deployments, owners)
-                except KubernetesError as exc:
-                    # Pods are read only for the agent's report: without them every
-                    # burst is advisory, which errs on the safe side.
-                    progress(f"cannot read pods, so no burst counts as applied: {exc}")
-            finally:
-                kube.close()
-        except KubernetesError as exc:
-            print(f"unthrottle report: {exc}", file=sys.stderr)
-            return EXIT_KUBERNETES
-        progress(f"{len(deployments)} workloads in {len(namespaces)} namespaces from the API")
-    try:
-        with PrometheusSource(config) as source:
-            version = source.build_info().get("version", "?")
-            window = format_duration(policy.window)
-            progress(f"Prometheus {version} at {config.display_url}; reading {window}")
-            fetched = source.fetch(
-                policy.window, namespaces=namespaces, end=args.at, replicaset_owners=owners
-            )
-    except PrometheusError as exc:
-        print(f"unthrottle report: {exc}", file=sys.stderr)
-        return EXIT_PROMETHEUS
-    containers = sum(len(w.containers) for w in fetched.workloads)
-    progress(
-        f"{len(fetched.workloads)} Deployments, {containers} containers in "
-        f"{fetched.queries} queries ({time.monotonic() - started:.1f}s)"
-    )
-    if fetched.warnings:
-        progress("Prometheus warned the data may be partial: " + "; ".join(fetched.warnings))
-    if fetched.unusable_series:
-        progress(unusable_text(fetched.unusable_series) + ": left out")
-    if fetched.missing_series:
-        print(
-            "unthrottle report: required series missing in "
-            f"{config.display_url}: {', '.join(sorted(fetched.missing_series))}",
-            file=sys.stderr,
-        )
-        return EXIT_MISSING_SERIES
-    rows = build_report(fetched, policy, deployments)
-    for note in report_notes(rows, policy, namespaces):
+    reading = read(args, "report", progress)
+    if isinstance(reading, int):
+        return reading
+    policy, fetched, config = reading.policy, reading.fetched, reading.config
+    rows = build_report(fetched, policy, reading.deployments)
+    for note in report_notes(rows, policy, reading.namespaces):
         progress(note)
     document = report_document(rows, fetched, config.display_url)
     if args.output == OutputFormat.HTML:

@@ -21,6 +21,9 @@ docs/recommendations.md (section 10) in this order, and the first that holds dec
    pod (OnDelete, or a StatefulSet partition at or above its replicas): then it takes no
    slot, and the patched containers' reason says that nothing restarts.
 
+``unthrottle export`` decides with ``PatchContext.rollout_guardrails`` off: its patch
+lands later through Git, so 3's pending rollout, 4 and 6 do not apply.
+
 Only the fields unthrottle owns change, by a strategic-merge patch: the target
 containers' ``resources``, the WEB_CONCURRENCY env entry (downward API, replacing a
 literal) and the burst annotation of the pod template; plus the workload's
@@ -86,6 +89,9 @@ class PatchContext:
     last_patched_ms: int | None = None
     rollout_slots: int = 1
     largest_node_cpu: int | None = None  # millicores; a pod requesting more never schedules
+    # False for ``unthrottle export``: the patch lands later, through Git, so the
+    # guardrails about rollouts now (a pending rollout, the cooldown, the slots) do not apply.
+    rollout_guardrails: bool = True
 
 
 @dataclass(frozen=True)
@@ -312,7 +318,7 @@ def decide(
             results,
             "partial-data: Prometheus answered with partial data; nothing is patched from it",
         )
-    pending = deployment.pending_rollout()
+    pending = deployment.pending_rollout() if context.rollout_guardrails else ""
     if pending:
         return _skip_all(results, pending)
     if context.hpa_on_cpu:
@@ -324,7 +330,7 @@ def decide(
     remaining = cooldown_remaining_ms(
         context.last_patched_ms, context.now_ms, policy.patch.cooldown
     )
-    if remaining > 0:
+    if remaining > 0 and context.rollout_guardrails:
         return _skip_all(results, f"cooldown: {format_duration(remaining)} until the next patch")
     targets = _Targets()
     recommended: dict[str, Recommendation] = {}
@@ -358,7 +364,11 @@ def decide(
             "below-min-change: every change is under patch.minChange "
             f"({policy.patch.min_change:.0%})",
         )
-    if context.rollout_slots <= 0 and deployment.pods_restarted() > 0:
+    if (
+        context.rollout_slots <= 0
+        and context.rollout_guardrails
+        and deployment.pods_restarted() > 0
+    ):
         return _skip_all(
             results,
             f"max-concurrent-rollouts: patch.maxConcurrentRollouts "

@@ -63,15 +63,18 @@ class KubeApi:
             unverified(self.host)
 
     @classmethod
-    def from_kubeconfig(cls, path: str | None = None) -> KubeApi:
-        """From a kubeconfig file, else in-cluster credentials, else ~/.kube/config."""
+    def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> KubeApi:
+        """From a kubeconfig file (its ``context``, default the current one), else
+        in-cluster credentials, else ~/.kube/config."""
         configuration = client.Configuration()
         if path and not any(Path(p).expanduser().is_file() for p in path.split(os.pathsep)):
             # The client says "Invalid kube-config file. No configuration found." for this.
             raise KubernetesError(f"kubeconfig {path} does not exist (give --kubeconfig PATH)")
         try:
-            if path:
-                config.load_kube_config(config_file=path, client_configuration=configuration)
+            if path or context:
+                config.load_kube_config(
+                    config_file=path, context=context, client_configuration=configuration
+                )
             else:
                 try:
                     config.load_incluster_config(client_configuration=configuration)
@@ -91,6 +94,20 @@ class KubeApi:
                 handle.write(configuration.ca_cert_data)
             configuration.ssl_ca_cert = handle.name
         return cls(configuration)
+
+    @staticmethod
+    def context_namespace(path: str | None = None, context: str | None = None) -> str:
+        """The namespace a kubeconfig context names (kubectl's default for ``-n``)."""
+        try:
+            contexts, current = config.list_kube_config_contexts(config_file=path)
+        except (config.ConfigException, OSError, ValueError) as exc:
+            raise KubernetesError(f"cannot load a kubeconfig ({path or 'default'}): {exc}") from exc
+        chosen = current
+        if context:
+            chosen = next((c for c in contexts if c.get("name") == context), None)
+        if chosen is None:
+            raise KubernetesError(f"context {context!r} is not in the kubeconfig")
+        return str((chosen.get("context") or {}).get("namespace") or "default")
 
     def close(self) -> None:
         self._session.close()

@@ -54,8 +54,10 @@ class KubernetesSource:
         self.api = api
 
     @classmethod
-    def from_kubeconfig(cls, path: str | None = None) -> KubernetesSource:
-        return cls(KubeApi.from_kubeconfig(path))
+    def from_kubeconfig(
+        cls, path: str | None = None, context: str | None = None
+    ) -> KubernetesSource:
+        return cls(KubeApi.from_kubeconfig(path, context))
 
     def close(self) -> None:
         self.api.close()

@@ -1,0 +1,302 @@
+"""``unthrottle export`` and ``kubectl unthrottle`` on a real API server and Prometheus.
+
+Two namespaces hold the same Deployments (two of the simulator's scenarios) and one
+Prometheus the same series for both. In one the operator's pass runs in AutoPatch (the
+real :func:`~unthrottle.reconcile.run.reconcile_policy`, writing through the API server);
+for the other ``unthrottle export`` writes its patches next to the base the Deployments
+were applied from, and ``kubectl apply -k`` applies them. The two namespaces must then
+hold the same owned fields, field by field, and a second export changes nothing.
+
+The kubectl plugin is run by the real kubectl binary, which finds ``kubectl-unthrottle``
+on PATH, with a kubeconfig of two contexts (one per namespace).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from unthrottle.cli import main
+from unthrottle.model.names import AUTO_PATCH_LABEL, BURST_ANNOTATION
+from unthrottle.reconcile.run import OperatorSettings, reconcile_policy
+from unthrottle.reconcile.snapshot import Instant
+from unthrottle.sandbox.kube import KubeSandbox, wait_for
+from unthrottle.sandbox.prometheus import PrometheusFactory, PrometheusServer
+from unthrottle.sim.openmetrics import iter_openmetrics
+from unthrottle.sim.scenarios import Scenario, deployment_manifest, scenario
+from unthrottle.sources.kubernetes import KubernetesSource
+
+pytestmark = pytest.mark.e2e
+
+OPERATOR = Path(__file__).resolve().parents[2] / "operator"
+HOUR_MS = 3_600_000
+END_MS = 1_767_225_600_000
+AT = str((END_MS - 1) / 1000)
+GIT, AUTO, VIEW = "exp-git", "exp-auto", "exp-view"  # VIEW: read only, never patched
+SCENARIOS = ("quota-bound", "micro-burst")
+CASE_LABEL = "e2e.unthrottle.dev/export"
+SPEC: dict[str, Any] = {
+    "mode": "AutoPatch",
+    "window": "1h",
+    "webConcurrency": {"enabled": True},
+    "patch": {"cooldown": "0s", "maxConcurrentRollouts": 10, "maxStepUp": 10},
+}
+
+
+def staged(name: str, namespace: str) -> Scenario:
+    """A scenario in ``namespace``, its Deployment renamed (other modules' reports count
+    the scenarios' own names across the whole cluster)."""
+    s = scenario(name)
+    return s.with_changes(namespace=namespace, replicas=1, deployment=f"x-{s.deployment}")
+
+
+def manifests(namespace: str) -> list[dict[str, Any]]:
+    return [deployment_manifest(staged(n, namespace)) for n in SCENARIOS]
+
+
+@pytest.fixture(scope="module")
+def prometheus(prometheus_factory: PrometheusFactory) -> PrometheusServer:
+    scenarios = [staged(n, ns) for ns in (GIT, AUTO, VIEW) for n in SCENARIOS]
+    chunks = iter_openmetrics(scenarios, END_MS - 2 * HOUR_MS, END_MS)
+    return prometheus_factory("export", {"export.om": chunks})
+
+
+@pytest.fixture(scope="module")
+def stage(kube: KubeSandbox, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The base of GIT applied with ``kubectl apply -k``; AUTO applied and rolled out."""
+    repo = tmp_path_factory.mktemp("repo")
+    base = repo / "base"
+    base.mkdir()
+    (base / "deployments.yaml").write_text(yaml.safe_dump_all(manifests(GIT)))
+    (base / "kustomization.yaml").write_text("resources:\n- deployments.yaml\n")
+    for namespace in (GIT, AUTO, VIEW):
+        kube.kubectl("create", "namespace", namespace, check=False)
+        kube.kubectl("label", "namespace", namespace, f"{CASE_LABEL}={namespace}", "--overwrite")
+    kube.kubectl("label", "namespace", AUTO, f"{AUTO_PATCH_LABEL}=enabled", "--overwrite")
+    kube.kubectl("apply", "-k", str(base))
+    items = manifests(AUTO) + manifests(VIEW)
+    kube.apply_manifest({"apiVersion": "v1", "kind": "List", "items": items})
+
+    def rolled_out() -> bool:
+        kube.mark_pods_ready(AUTO)
+        items = kube.kubectl_json("get", "deployments", "-n", AUTO, "-o", "json")["items"]
+        return len(items) == len(SCENARIOS) and all(
+            (d.get("status") or {}).get("updatedReplicas") == 1
+            and (d.get("status") or {}).get("replicas") == 1
+            and (d.get("status") or {}).get("observedGeneration") == d["metadata"]["generation"]
+            for d in items
+        )
+
+    wait_for(rolled_out, timeout=60, what=f"the rollouts in {AUTO}")
+    return repo
+
+
+def owned(kube: KubeSandbox, namespace: str) -> dict[str, Any]:
+    """The fields unthrottle owns, per Deployment, as the API server holds them."""
+    found = {}
+    for d in kube.kubectl_json("get", "deployments", "-n", namespace, "-o", "json")["items"]:
+        template = d["spec"]["template"]
+        found[d["metadata"]["name"]] = {
+            "burst": (template["metadata"].get("annotations") or {}).get(BURST_ANNOTATION),
+            "containers": {
+                c["name"]: {
+                    "resources": c.get("resources"),
+                    "env": [e for e in c.get("env") or [] if e["name"] == "WEB_CONCURRENCY"],
+                }
+                for c in template["spec"]["containers"]
+            },
+        }
+    return found
+
+
+def export(
+    capsys: pytest.CaptureFixture[str],
+    prometheus: PrometheusServer,
+    kube: KubeSandbox,
+    policy: Path,
+    *extra: str,
+) -> tuple[int, str, str]:
+    code = main(
+        [
+            "export",
+            *("--prometheus-url", prometheus.url, "--at", AT, "--policy", str(policy)),
+            *("--kubeconfig", str(kube.kubeconfig), "-n", GIT),
+            *extra,
+        ]
+    )
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_applied_export_equals_what_autopatch_writes_and_a_second_export_is_empty(
+    kube: KubeSandbox,
+    stage: Path,
+    prometheus: PrometheusServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = owned(kube, GIT)
+    policy = stage / "policy.yaml"
+    policy.write_text(yaml.safe_dump({"spec": SPEC}))
+    overlay = stage / "overlay"
+    code, out, err = export(capsys, prometheus, kube, policy, "--out", str(overlay))
+    assert code == 0, err
+    assert f"{GIT}/x-checkout: app: cpu request 300m→" in out, out
+    assert "2 to change, 0 unchanged" in out, out
+    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    files = sorted(kustomization["patchesStrategicMerge"])
+    assert files == [f"deployment_{GIT}_x-checkout.yaml", f"deployment_{GIT}_x-indexer.yaml"]
+    for name in files:
+        patch = yaml.safe_load((overlay / name).read_text())
+        assert set(patch["metadata"]) == {"name", "namespace"}  # no bookkeeping annotations
+        assert set(patch["spec"]["template"]["spec"]["containers"][0]) <= {
+            "name",
+            "resources",
+            "env",
+        }
+    # Nothing was written to the cluster by the export.
+    assert owned(kube, GIT) == before
+    # The overlay is the base and the patches: what a GitOps controller applies. (The
+    # sandbox's kubectl embeds kustomize 2, where a directory is a base, not a resource.)
+    kustomization["bases"] = ["../base"]
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    kube.kubectl("apply", "-k", str(overlay))
+
+    body = kube.get("throttlepolicy", "export-auto")
+    if body is None:
+        spec = {**SPEC, "namespaceSelector": {"matchLabels": {CASE_LABEL: AUTO}}}
+        kube.apply_manifest(
+            {
+                "apiVersion": "unthrottle.dev/v1alpha1",
+                "kind": "ThrottlePolicy",
+                "metadata": {"name": "export-auto"},
+                "spec": spec,
+            }
+        )
+        body = kube.get("throttlepolicy", "export-auto")
+    assert body is not None
+    source = KubernetesSource.from_kubeconfig(str(kube.kubeconfig))
+    try:
+        result = reconcile_policy(
+            body,
+            source,
+            OperatorSettings(prometheus_url=prometheus.url),
+            Instant.from_ms(END_MS - 1),
+        )
+    finally:
+        source.close()
+    assert result.ok and result.patched == len(SCENARIOS), result
+    exported, patched = owned(kube, GIT), owned(kube, AUTO)
+    assert exported != before  # the export changed something ...
+    assert exported == patched  # ... exactly what AutoPatch changed, field by field
+
+    mtimes = {p.name: p.stat().st_mtime_ns for p in overlay.iterdir()}
+    code, out, err = export(capsys, prometheus, kube, policy, "--out", str(overlay), "-o", "json")
+    assert code == 0, err
+    assert json.loads(out) == []
+    assert "0 to change, 2 unchanged; no file changed" in err, err
+    assert {p.name: p.stat().st_mtime_ns for p in overlay.iterdir()} == mtimes
+
+
+# --------------------------------------------------------------------------- the plugin
+
+
+@pytest.fixture(scope="module")
+def plugin_env(kube: KubeSandbox, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """PATH with ``kubectl-unthrottle`` and kubectl, KUBECONFIG with a context per namespace
+    (the current one in VIEW)."""
+    home = tmp_path_factory.mktemp("plugin")
+    bin_dir = home / "bin"
+    bin_dir.mkdir()
+    entry = bin_dir / "kubectl-unthrottle"
+    entry.write_text(
+        f"#!{sys.executable}\nimport sys\nfrom unthrottle.cli import kubectl_main\n"
+        "sys.exit(kubectl_main())\n"
+    )
+    entry.chmod(0o755)
+    config = home / "kubeconfig"
+    config.write_text(kube.kubeconfig.read_text())
+    view = kube.kubectl_json("config", "view", "-o", "json", kubeconfig=config)
+    cluster, user = view["clusters"][0]["name"], view["users"][0]["name"]
+    for namespace in (VIEW, AUTO):
+        kube.kubectl(
+            *("config", "set-context", namespace, f"--cluster={cluster}", f"--user={user}"),
+            f"--namespace={namespace}",
+            kubeconfig=config,
+        )
+    kube.kubectl("config", "use-context", VIEW, kubeconfig=config)
+    kubectl_dir = str(Path(kube.kubectl_path).parent)
+    return {
+        **os.environ,
+        "PATH": os.pathsep.join([str(bin_dir), kubectl_dir, os.environ.get("PATH", "")]),
+        "PYTHONPATH": str(OPERATOR),
+        "KUBECONFIG": str(config),
+    }
+
+
+def kubectl_unthrottle(
+    kube: KubeSandbox, env: dict[str, str], prometheus: PrometheusServer, *args: str
+) -> subprocess.CompletedProcess[str]:
+    flags = ("--prometheus-url", prometheus.url, "--at", AT, "--window", "1h")
+    return subprocess.run(
+        [kube.kubectl_path, "unthrottle", *args, *flags],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def namespaces_of(done: subprocess.CompletedProcess[str]) -> set[str]:
+    assert done.returncode == 0, done.stderr
+    return {w["namespace"] for w in json.loads(done.stdout)["workloads"]}
+
+
+def test_kubectl_plugin_report_follows_the_context_and_namespace_flags(
+    kube: KubeSandbox, stage: Path, prometheus: PrometheusServer, plugin_env: dict[str, str]
+) -> None:
+    run = kubectl_unthrottle
+    assert namespaces_of(run(kube, plugin_env, prometheus, "report", "-o", "json")) == {VIEW}
+    assert namespaces_of(run(kube, plugin_env, prometheus, "report", "-o", "json", "-n", AUTO)) == {
+        AUTO
+    }
+    by_context = run(kube, plugin_env, prometheus, "report", "-o", "json", "--context", AUTO)
+    assert namespaces_of(by_context) == {AUTO}
+    every = namespaces_of(run(kube, plugin_env, prometheus, "report", "-o", "json", "-A"))
+    assert {GIT, AUTO, VIEW} <= every
+    selected = run(
+        kube, plugin_env, prometheus, "report", "-o", "json", "-A", "--namespace-selector",
+        f"{CASE_LABEL}={AUTO}", "-l", "app=x-checkout",
+    )  # fmt: skip
+    assert [(w["namespace"], w["name"]) for w in json.loads(selected.stdout)["workloads"]] == [
+        (AUTO, "x-checkout")
+    ]
+
+
+def test_kubectl_plugin_explain_and_export(
+    kube: KubeSandbox, stage: Path, prometheus: PrometheusServer, plugin_env: dict[str, str]
+) -> None:
+    done = kubectl_unthrottle(kube, plugin_env, prometheus, "explain", f"{VIEW}/x-indexer")
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert text.startswith(f"Deployment {VIEW}/x-indexer"), text
+    for words in ("container worker", "now ", "throttled    in ", "CPU use", "why ", "export"):
+        assert words in text, (words, text)
+    # NAME alone: the context's namespace.
+    done = kubectl_unthrottle(kube, plugin_env, prometheus, "explain", "x-checkout")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"Deployment {VIEW}/x-checkout"), done.stdout
+    missing = kubectl_unthrottle(kube, plugin_env, prometheus, "explain", f"{GIT}/nope")
+    assert missing.returncode == 4
+    assert "no workload nope" in missing.stderr
+    exported = kubectl_unthrottle(kube, plugin_env, prometheus, "export", "-o", "json")
+    assert exported.returncode == 0, exported.stderr
+    assert isinstance(json.loads(exported.stdout), list)
+    assert "to change" in exported.stderr
