@@ -14,11 +14,13 @@ import json
 import re
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from unthrottle.cli.dashboard_preview import grafana_expr
 from unthrottle.sandbox.prometheus import PrometheusFactory, PrometheusServer
 from unthrottle.sim.openmetrics import iter_openmetrics
 from unthrottle.sim.scenarios import all_scenarios
@@ -75,20 +77,21 @@ def operator_metrics() -> str:
     return "".join(lines)
 
 
+def dashboard_data() -> dict[str, Iterable[str]]:
+    """The files of the "dashboard" data set: the seed scenarios and the operator's gauges."""
+    return {
+        "cluster.om": iter_openmetrics(all_scenarios(), START_MS, END_MS),
+        "operator.om": [operator_metrics()],
+    }
+
+
 @pytest.fixture(scope="module")
 def server(prometheus_factory: PrometheusFactory) -> PrometheusServer:
-    return prometheus_factory(
-        "dashboard",
-        {
-            "cluster.om": iter_openmetrics(all_scenarios(), START_MS, END_MS),
-            "operator.om": [operator_metrics()],
-        },
-    )
+    return prometheus_factory("dashboard", dashboard_data())
 
 
 def substitute(expr: str) -> str:
-    expr = expr.replace("$__rate_interval", "5m")
-    return re.sub(r"\$\{?(\w+)\}?", lambda m: VARIABLES.get(m[1], m[0]), expr)
+    return grafana_expr(expr, VARIABLES)
 
 
 def query_range(server: PrometheusServer, expr: str) -> list[dict[str, Any]]:

@@ -14,13 +14,13 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from unthrottle.cli import main
+from unthrottle.sandbox.chromium import run_chromium
 from unthrottle.sandbox.prometheus import PrometheusFactory, PrometheusServer
 from unthrottle.sim.openmetrics import iter_openmetrics
 from unthrottle.sim.scenarios import all_scenarios
@@ -31,7 +31,6 @@ HOUR_MS = 3_600_000
 END_MS = 1_767_225_600_000  # fixed, for deterministic data
 START_MS = END_MS - 3 * HOUR_MS
 AT = str((END_MS - 1) / 1000)
-CHROMIUM = os.environ.get("UNTHROTTLE_CHROMIUM", "/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
@@ -39,22 +38,6 @@ def server(prometheus_factory: PrometheusFactory) -> PrometheusServer:
     return prometheus_factory(
         "html-report", {"default.om": iter_openmetrics(all_scenarios(), START_MS, END_MS)}
     )
-
-
-def chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    assert os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} not found: scripts/test installs chromium"
-    profile = tmp / "chromium-profile"
-    profile.mkdir(exist_ok=True)
-    done = subprocess.run(
-        [
-            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", f"--user-data-dir={profile}", *args,
-        ],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +49,7 @@ def rendered(
     common = ["report", "--prometheus-url", server.url, "--window", "3h", "--at", AT]
     assert main([*common, "-o", "html", "--output-file", str(page)]) == 0
     assert main([*common, "-o", "json", "--output-file", str(data)]) == 0
-    dom = chromium(tmp, "--dump-dom", page.as_uri()).stdout
+    dom = run_chromium(tmp, "--dump-dom", page.as_uri())
     return page, dom, json.loads(data.read_text())
 
 
@@ -132,7 +115,7 @@ def test_burst_recommendations_draw_the_burst_curve(
 def test_screenshot(rendered: tuple[Path, str, dict[str, Any]]) -> None:
     page, _, _ = rendered
     shot = page.with_name("report.png")
-    chromium(page.parent, f"--screenshot={shot}", "--window-size=1240,1500", page.as_uri())
+    run_chromium(page.parent, f"--screenshot={shot}", "--window-size=1240,1500", page.as_uri())
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 50_000  # a page of charts, not a blank one
     if target := os.environ.get("UNTHROTTLE_SCREENSHOT_DIR"):

@@ -14,11 +14,11 @@ the engine's explanation. docs/observability.md shows a screenshot.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from html import escape
 from typing import TYPE_CHECKING
 
+from unthrottle.cli.charts import AXIS, GRID, HEIGHT, LEFT, TOP, Axes, line_path, svg
 from unthrottle.engine.burst import burst_cores
 from unthrottle.engine.demand import projected_throttle_ratio, survival
 from unthrottle.model.quantity import describe_bytes, format_millicores
@@ -34,8 +34,6 @@ DEFAULT_PERIOD_US = 100_000
 # The curve's ratio axis is logarithmic down to one throttled period in ten thousand (the
 # engine's detection floor); lower ratios are drawn on the floor.
 RATIO_FLOOR = 1e-4
-WIDTH, HEIGHT = 560, 230
-LEFT, RIGHT, TOP, BOTTOM = 58, 18, 14, 40
 CURVE_POINTS = 160
 STRIP_LEFT = 104  # room for the bar names
 
@@ -45,8 +43,8 @@ COLORS = {
     "current": "#c0392b",
     "recommended": "#1e8449",
     "target": "#7d3c98",
-    "grid": "#e3e6ea",
-    "axis": "#5d6670",
+    "grid": GRID,
+    "axis": AXIS,
 }
 
 STYLE = f"""
@@ -86,59 +84,7 @@ def _memory(n_bytes: int | None) -> str:
     return "-" if n_bytes is None else describe_bytes(n_bytes)
 
 
-def _nice_step(span: float, ticks: int = 5) -> float:
-    raw = span / ticks
-    magnitude = 10.0 ** math.floor(math.log10(raw))
-    return next(m * magnitude for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * magnitude >= raw)
-
-
-class _Axes:
-    """A linear x (a quantity) and a linear or logarithmic y, in SVG coordinates."""
-
-    def __init__(self, x_max: float, log_y: bool, left: int = LEFT) -> None:
-        self.x_max, self.log_y, self.left = x_max, log_y, left
-        self.width, self.height = WIDTH - left - RIGHT, HEIGHT - TOP - BOTTOM
-
-    def x(self, value: float) -> float:
-        return self.left + self.width * min(max(value, 0.0), self.x_max) / self.x_max
-
-    def y(self, value: float) -> float:
-        if self.log_y:
-            low = math.log10(RATIO_FLOOR)
-            share = (math.log10(max(value, RATIO_FLOOR)) - low) / -low
-        else:
-            share = value
-        return TOP + self.height * (1.0 - min(max(share, 0.0), 1.0))
-
-    def x_ticks(self, label: Callable[[float], str]) -> list[str]:
-        step = _nice_step(self.x_max)
-        parts, tick = [], 0.0
-        while tick <= self.x_max + 1e-9:
-            px = self.x(tick)
-            parts.append(
-                f'<line x1="{px:.1f}" y1="{TOP}" x2="{px:.1f}" y2="{TOP + self.height}" '
-                f'stroke="{COLORS["grid"]}"/><text x="{px:.1f}" y="{TOP + self.height + 14}" '
-                f'text-anchor="middle">{escape(label(tick))}</text>'
-            )
-            tick += step
-        return parts
-
-    def frame(self) -> str:
-        return (
-            f'<rect x="{self.left}" y="{TOP}" width="{self.width}" height="{self.height}" '
-            f'fill="none" stroke="{COLORS["axis"]}" stroke-width="0.8"/>'
-        )
-
-
-def _svg(kind: str, body: Sequence[str], label: str, **data: str) -> str:
-    attributes = "".join(f' data-{k.replace("_", "-")}="{escape(v)}"' for k, v in data.items())
-    return (
-        f'<svg class="{kind}" role="img" aria-label="{escape(label)}" width="{WIDTH}" '
-        f'height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}"{attributes}>' + "".join(body) + "</svg>"
-    )
-
-
-def _vline(axes: _Axes, x: float, css: str, color: str, text: str, *, row: int = 0) -> str:
+def _vline(axes: Axes, x: float, css: str, color: str, text: str, *, row: int = 0) -> str:
     px = axes.x(x)
     return (
         f'<line class="{css}" x1="{px:.1f}" y1="{TOP}" x2="{px:.1f}" y2="{TOP + axes.height}" '
@@ -147,12 +93,9 @@ def _vline(axes: _Axes, x: float, css: str, color: str, text: str, *, row: int =
     )
 
 
-def _curve_path(axes: _Axes, ratio_at: Callable[[float], float]) -> str:
-    points = []
-    for i in range(CURVE_POINTS + 1):
-        limit = axes.x_max * i / CURVE_POINTS
-        points.append(f"{axes.x(limit):.1f},{axes.y(ratio_at(limit)):.1f}")
-    return "M" + " L".join(points)
+def _curve_path(axes: Axes, ratio_at: Callable[[float], float]) -> str:
+    limits = [axes.x_max * i / CURVE_POINTS for i in range(CURVE_POINTS + 1)]
+    return line_path(axes, ((limit, ratio_at(limit)) for limit in limits))
 
 
 def _throttle_curve(row: ReportRow, evidence: Evidence, target: float) -> str:
@@ -166,7 +109,7 @@ def _throttle_curve(row: ReportRow, evidence: Evidence, target: float) -> str:
     if recommended is not None and recommended.cpu_limit is not None:
         marks.append(recommended.cpu_limit)
     x_max = max(max(m for m in marks if m is not None) * 1.35, 100.0)
-    axes = _Axes(x_max, log_y=True)
+    axes = Axes(x_max, log_y=True, log_floor=RATIO_FLOOR)
     body = axes.x_ticks(_cpu)
     for exponent in range(-4, 1):
         value = 10.0**exponent
@@ -214,13 +157,13 @@ def _throttle_curve(row: ReportRow, evidence: Evidence, target: float) -> str:
     body.append(
         f'<text x="{LEFT + axes.width / 2}" y="{HEIGHT - 6}" text-anchor="middle">CPU limit</text>'
     )
-    return _svg(
+    return svg(
         "throttle-curve", body, "projected throttle ratio against the CPU limit",
         target=f"{target}",
     )  # fmt: skip
 
 
-def _dot(axes: _Axes, x: float, ratio: float, color: str) -> str:
+def _dot(axes: Axes, x: float, ratio: float, color: str) -> str:
     return (
         f'<circle cx="{axes.x(x):.1f}" cy="{axes.y(ratio):.1f}" r="4.5" fill="{color}" '
         'stroke="#fff" stroke-width="1.5"/>'
@@ -237,7 +180,7 @@ def _strip(
     tick_label: Callable[[float], str],
 ) -> str:
     """Horizontal bars (name, value, color) against vertical limit lines."""
-    axes = _Axes(max(x_max, 1.0), log_y=False, left=STRIP_LEFT)
+    axes = Axes(max(x_max, 1.0), log_y=False, left=STRIP_LEFT)
     body = axes.x_ticks(tick_label)
     body.append(axes.frame())
     shown = [(n, v, c) for n, v, c in bars if v is not None]
@@ -257,7 +200,7 @@ def _strip(
         if at is not None:
             body.append(_vline(axes, at, css, color, text, row=row))
             row += 1
-    return _svg(kind, body, label)
+    return svg(kind, body, label)
 
 
 def _usage_strip(row: ReportRow, evidence: Evidence) -> str:
