@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tests.unit.test_plan import fetch_result, stats
 from tests.unit.test_plan import manifest as plan_manifest
-from tests.unit.test_plan import stats
 
 from unthrottle.cli.export import (
     KUSTOMIZATION,
@@ -25,8 +25,7 @@ from unthrottle.model.policy import ThrottlePolicySpec
 from unthrottle.model.workload import WorkloadStats
 from unthrottle.reconcile.snapshot import Instant
 from unthrottle.sources.kubernetes import deployment_info
-from unthrottle.sources.prometheus import FetchResult, PrometheusConfig
-from unthrottle.sources.prometheus_queries import Resolution
+from unthrottle.sources.prometheus import PrometheusConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = Instant.from_ms(1_767_225_600_000)
@@ -44,20 +43,8 @@ def manifest(name: str, *, rolling: bool = False, last_patched: str | None = Non
 
 def reading(manifests: list[Any], throttled: float = 0.6, **spec: Any) -> Reading:
     deployments = [deployment_info(m, "WEB_CONCURRENCY") for m in manifests]
-    fetched = FetchResult(
-        workloads=tuple(
-            WorkloadStats(ref=d.ref, containers=(stats(throttled),), pods=1) for d in deployments
-        ),
-        missing_series=frozenset(),
-        optional_series=frozenset(),
-        queries=1,
-        query_stats=(),
-        warnings=(),
-        dropped_values=0,
-        resolution=Resolution.for_window(7 * 24 * 3600),
-        end=NOW.ms / 1000,
-        chunks=1,
-        pods_without_deployment=0,
+    fetched = fetch_result(
+        tuple(WorkloadStats(ref=d.ref, containers=(stats(throttled),), pods=1) for d in deployments)
     )
     policy = ThrottlePolicySpec.model_validate(spec)
     config = PrometheusConfig(url="http://prometheus:9090")

@@ -377,14 +377,13 @@ def test_a_pass_with_nothing_new_writes_no_annotation() -> None:
     assert second.workloads[0].patch is None
 
 
-def test_the_report_and_the_plan_agree_on_every_number() -> None:
-    shot = snapshot([manifest("shop", "a"), manifest("web", "b")])
-    assert shot.metrics is not None
-    fetched = FetchResult(
-        workloads=shot.metrics.workloads,
+def fetch_result(workloads: tuple[WorkloadStats, ...]) -> FetchResult:
+    """What a Prometheus fetch of a week returns for these workloads, complete."""
+    return FetchResult(
+        workloads=workloads,
         missing_series=frozenset(),
         optional_series=frozenset(),
-        queries=0,
+        queries=1,
         query_stats=(),
         warnings=(),
         dropped_values=0,
@@ -393,6 +392,12 @@ def test_the_report_and_the_plan_agree_on_every_number() -> None:
         chunks=1,
         pods_without_deployment=0,
     )
+
+
+def test_the_report_and_the_plan_agree_on_every_number() -> None:
+    shot = snapshot([manifest("shop", "a"), manifest("web", "b")])
+    assert shot.metrics is not None
+    fetched = fetch_result(shot.metrics.workloads)
     rows = build_report(fetched, ThrottlePolicySpec(), list(shot.deployments))
     plan = plan_pass(policy(), shot, NOW)
     planned = {
