@@ -63,6 +63,7 @@ class ResultStream:
 
     def _rest(self) -> str:
         parts = [self._buf[self._pos :]]
+        self._buf, self._pos = "", 0  # taken: the next piece must not repeat it
         while self._more():
             parts.append(self._buf)
             self._buf, self._pos = "", 0
