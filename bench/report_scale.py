@@ -1,33 +1,42 @@
-"""How ``unthrottle report`` scales with the number of Deployments, on a real Prometheus.
+"""How ``unthrottle report`` scales with the number of Deployments, on a real Prometheus,
+and how the code measured compares with another commit's, side by side in the same run.
 
-What it measures, for each fleet size (default 100, 1,000 and 5,000 Deployments of the
-simulator's scenarios, :func:`unthrottle.sim.scenarios.fleet`, one replica each):
+What it measures, for each fleet size (default 1,000, 3,000 and 10,000 Deployments of the
+simulator's scenarios, :func:`unthrottle.sim.scenarios.fleet`, ``--replicas`` 2 pods each)
+and for each code measured (the working tree, and with ``--baseline REV`` that commit,
+extracted by :func:`at_commit.snapshot`; the two alternate, first one then the other, so
+both meet the same Prometheus, data and load):
 
-- the report itself, run ``--repeats`` times in a child process (``measure`` subcommand)
-  that does what ``unthrottle report -o json`` does (build info, fetch, engine, JSON
-  rendering) with ``PrometheusConfig(collect_stats=True)``: wall time of the whole report
-  and of the fetch alone, the HTTP queries it sent, the samples Prometheus touched
-  (``stats=all``: the sum of ``totalQueryableSamples`` and the largest ``peakSamples``
-  over the queries), and the peak RSS of the report process (``ru_maxrss`` from
-  ``wait4``, checked against the child's own ``VmHWM``);
+- the report itself, in a child process (:mod:`report_measure`) that does what
+  ``unthrottle report -o json`` does with ``stats=all``: wall time of the whole report and
+  of the fetch alone, the HTTP queries it sent, the samples Prometheus touched (the sum of
+  ``totalQueryableSamples`` over the queries, and the largest ``peakSamples``), and the
+  peak RSS of the process (``ru_maxrss`` from ``wait4``, checked against its ``VmHWM``);
 - the real command, ``python -m unthrottle.cli report -o json``, end to end (interpreter
-  start and imports included), wall time and peak RSS, run alternately with the above;
+  start and imports included), wall time and peak RSS;
 - Prometheus' CPU time during each report (``/proc/PID/stat``) and its peak RSS, and
   the 1-minute load average before each report (the machine is shared: noise);
+- the *raw samples* of the series a recommendation needs: the samples stored in the
+  window of every series of the metric names a report reads (cAdvisor's under the
+  report's container matchers, kube-state-metrics' whole), counted by Prometheus
+  (``count_over_time``) once per size, so that samples touched can be given as a ratio;
 - informative: the time to generate the OpenMetrics text, its size, the ``promtool``
   backfill time and the TSDB size.
 
-Data: ``--hours`` (1) of history at a ``--step`` (60 s) scrape interval, rendered in the
+Data: ``--hours`` (2) of history at a ``--step`` (15 s) scrape interval, rendered in the
 default kube-prometheus-stack shape with ``sample_periods`` (10) periods simulated per
-step, into a temporary directory on /tmp. The text is deleted right after the backfill,
-and each Prometheus (on 127.0.0.1, started by PID) is stopped and its data deleted before
-the next size. No network beyond loopback.
+step, into a temporary directory on ``--tmp``. The text is deleted right after the
+backfill, and each Prometheus (on 127.0.0.1, started by PID) is stopped and its data
+deleted before the next size. A size whose text would not fit on the disk is skipped
+(and said so). No network beyond loopback.
 
-Results: ``bench/results/report_scale.json`` and the plot ``docs/img/report_scale.png``
-(``--plot-only`` redraws the plot from the JSON, ``--markdown`` prints its tables).
+Results: ``bench/results/report_scale.json`` (a size measured again replaces its entry,
+the others are kept when the setup is the same) and the plot ``docs/img/report_scale.png``
+(``--plot-only`` redraws it from the JSON, ``--markdown`` prints its tables).
 docs/performance.md explains them.
 
-    .venv/bin/python bench/report_scale.py [--sizes 100,1000,5000] [--repeats 3]
+    .venv/bin/python bench/report_scale.py [--sizes 1000,3000,10000] [--repeats 3]
+        [--baseline 44e54d3]
 """
 
 from __future__ import annotations
@@ -37,7 +46,6 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import shutil
 import signal
 import statistics
@@ -46,106 +54,71 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from at_commit import environment, snapshot
 from benchlib import code_version
 
-from unthrottle.cli.output import OutputFormat, render
-from unthrottle.cli.report import build_report, report_document
-from unthrottle.model.policy import ThrottlePolicySpec
 from unthrottle.sandbox.prometheus import PrometheusServer, backfill, require_binaries
 from unthrottle.sim.openmetrics import write_openmetrics
 from unthrottle.sim.scenarios import fleet
 from unthrottle.sources.prometheus import PrometheusConfig, PrometheusSource
+from unthrottle.sources.prometheus_queries import CADVISOR_ALL, KSM_ALL
 
-REPO = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
 RESULTS = REPO / "bench" / "results" / "report_scale.json"
 PLOT = REPO / "docs" / "img" / "report_scale.png"
 
 END_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z, as the integration tests: fixed data
 HOUR_MS = 3_600_000
 MIB = 1024 * 1024
-# OpenMetrics text per pod and scrape step in the default shape (measured: ~5.8 KB), and
+# OpenMetrics text per pod and scrape step in the default shape (measured: ~5.7 KB), and
 # what is kept free on top of the estimate for the TSDB and everything else.
 TEXT_BYTES_PER_POD_STEP = 6_000
 DISK_HEADROOM_BYTES = 2 * 1024 * MIB
-CHILD_TIMEOUT_S = 1_800.0
+CHILD_TIMEOUT_S = 3_600.0
+# Prometheus' own limit on one query's evaluation (default 2m) would cut the slowest
+# code's queries short at 10,000 Deployments; the sample limit stays the default 50 M.
+PROMETHEUS_FLAGS = ("--query.timeout=30m",)
+PROMETHEUS_MAX_SAMPLES = 50_000_000
 # KRR's `simple` strategy: PercentileCPULoader, MaxMemoryLoader, CPUAmountLoader and
 # MemoryAmountLoader, one query each per (workload, container) (robusta-dev/krr,
 # robusta_krr/strategies/simple.py); a fifth with --use_oomkill_data.
 KRR_QUERIES_PER_CONTAINER = 4
+# The cAdvisor selectors' container matchers (QueryBuilder's hygiene): the raw samples
+# counted are those of the series a report selects.
+CADVISOR_HYGIENE = 'container!="", container!="POD", pod!=""'
 
 
-# -- the child: one report, measured from inside ------------------------------------------
+@dataclass(frozen=True)
+class Code:
+    """One code measured: ``label`` in the results, its commit, the child environment
+    (None: this process' own, the working tree)."""
+
+    label: str
+    commit: str | None
+    env: dict[str, str] | None
 
 
-def _status_kib(field: str) -> int | None:
-    """A ``kB`` field of /proc/self/status (``VmHWM``, ``VmRSS``), None if unreadable."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
+@dataclass(frozen=True)
+class Target:
+    """The Prometheus a size is measured on, and the window its reports read."""
+
+    url: str
+    prometheus_pid: int
+    window: str
+    at: float
 
 
-def measure(url: str, window: str, at: float, timeout: float) -> dict[str, Any]:
-    """Run the report as ``unthrottle report -o json`` does; timings, queries, samples."""
-    rss_after_import = _status_kib("VmRSS")
-    started = time.perf_counter()
-    policy = ThrottlePolicySpec.model_validate({"window": window})
-    config = PrometheusConfig(url=url, timeout_seconds=timeout, retries=0, collect_stats=True)
-    with PrometheusSource(config) as source:
-        version = source.build_info().get("version", "?")
-        fetch_started = time.perf_counter()
-        fetched = source.fetch(policy.window, end=at)
-        fetch_s = time.perf_counter() - fetch_started
-        http_requests = source.queries_made
-    engine_started = time.perf_counter()
-    rows = build_report(fetched, policy)
-    engine_s = time.perf_counter() - engine_started
-    render_started = time.perf_counter()
-    text = render(report_document(rows, fetched, url), OutputFormat.JSON, "")
-    render_s = time.perf_counter() - render_started
-    total_s = time.perf_counter() - started
-    stats = fetched.query_stats
-    return {
-        "prometheus_version": version,
-        "total_seconds": total_s,
-        "fetch_seconds": fetch_s,
-        "engine_seconds": engine_s,
-        "render_seconds": render_s,
-        "queries": fetched.queries,
-        "http_requests": http_requests,
-        "chunks": fetched.chunks,
-        "workloads": len(fetched.workloads),
-        "containers": len(rows),
-        "missing_series": sorted(fetched.missing_series),
-        "output_bytes": len(text.encode()),
-        "total_queryable_samples": sum(s.total_queryable_samples or 0 for s in stats),
-        "peak_samples_max": max((s.peak_samples or 0 for s in stats), default=0),
-        "per_query": [
-            {
-                "name": s.name,
-                "seconds": round(s.seconds, 4),
-                "series": s.series,
-                "totalQueryableSamples": s.total_queryable_samples,
-                "peakSamples": s.peak_samples,
-            }
-            for s in stats
-        ],
-        "rss_after_import_kib": rss_after_import,
-        "vmhwm_kib": _status_kib("VmHWM"),
-        "ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-    }
+# -- one size -----------------------------------------------------------------------------
 
 
-# -- the parent ---------------------------------------------------------------------------
-
-
-def run_child(command: Sequence[str], stdout_path: Path) -> tuple[int, float, int]:
+def run_child(
+    command: Sequence[str], stdout_path: Path, env: dict[str, str] | None = None
+) -> tuple[int, float, int]:
     """Run ``command`` to completion: (exit code, wall seconds, peak RSS in KiB via wait4).
 
     Standard output goes to ``stdout_path``, standard error to the same name + ``.err``.
@@ -153,7 +126,7 @@ def run_child(command: Sequence[str], stdout_path: Path) -> tuple[int, float, in
     err_path = stdout_path.with_name(stdout_path.name + ".err")
     with stdout_path.open("wb") as out, err_path.open("wb") as err:
         started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=err)
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
         deadline = time.monotonic() + CHILD_TIMEOUT_S
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
@@ -200,148 +173,235 @@ def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _series_count(url: str, at: float) -> int:
-    config = PrometheusConfig(url=url, timeout_seconds=120, retries=0)
+def _instant(url: str, promql: str, at: float, name: str) -> float:
+    """The single value of an instant query (0 for an empty answer)."""
+    config = PrometheusConfig(url=url, timeout_seconds=1800, retries=0)
     with PrometheusSource(config) as source:
-        answer = source.query('count({__name__!=""})', at, name="series")
-    return int(float(answer.rows[0][1])) if answer.rows else 0
+        answer = source.query(promql, at, name=name)
+    return float(answer.rows[0][1]) if answer.rows else 0.0
 
 
-def bench_size(
-    deployments: int, args: argparse.Namespace, base: Path, window: str
-) -> dict[str, Any]:
-    """Generate, backfill, serve and measure one fleet size; everything removed after."""
-    step_ms = args.step * 1000
-    end_ms = END_MS
-    start_ms = end_ms - args.hours * HOUR_MS
-    at = (end_ms - 1) / 1000
-    n_steps = (end_ms - start_ms) // step_ms
-    pods = deployments * args.replicas
-    estimate = pods * n_steps * TEXT_BYTES_PER_POD_STEP
-    free = shutil.disk_usage(base).free
-    if estimate + DISK_HEADROOM_BYTES > free:
-        reason = f"needs ~{estimate / MIB:.0f} MiB of text on {base}, {free / MIB:.0f} MiB free"
-        print(f"  skipped: {reason}", file=sys.stderr)
-        return {"deployments": deployments, "skipped": reason}
-    workdir = Path(tempfile.mkdtemp(prefix=f"report-scale-{deployments}-", dir=base))
-    result: dict[str, Any] = {"deployments": deployments, "pods": pods}
-    server: PrometheusServer | None = None
-    try:
-        text = workdir / "fleet.om"
-        started = time.perf_counter()
-        with text.open("w", encoding="utf-8") as handle:
-            write_openmetrics(
-                handle,
-                fleet(deployments, seed=args.seed, replicas=args.replicas),
-                start_ms,
-                end_ms,
-                step_ms=step_ms,
-                sample_periods=args.sample_periods,
-            )
-        result["generate_seconds"] = round(time.perf_counter() - started, 2)
-        result["openmetrics_mib"] = round(text.stat().st_size / MIB, 1)
-        print(f"  generated {result['openmetrics_mib']} MiB", file=sys.stderr)
+def raw_samples(url: str, at: float, window: str) -> dict[str, int]:
+    """Samples stored in the window ending at ``at``, per metric name a report reads:
+    cAdvisor's series under the report's container matchers, kube-state-metrics' all."""
+    out: dict[str, int] = {}
+    for names, matchers in ((CADVISOR_ALL, CADVISOR_HYGIENE), (KSM_ALL, "")):
+        for name in names:
+            promql = f"sum(count_over_time({name}{{{matchers}}}[{window}]))"
+            out[name] = int(_instant(url, promql, at, "raw-samples"))
+    return out
 
-        server = PrometheusServer(workdir / "prometheus")
-        server.workdir.mkdir()
-        started = time.perf_counter()
-        backfill(text, server.data_dir)
-        result["backfill_seconds"] = round(time.perf_counter() - started, 2)
-        text.unlink()
-        result["tsdb_mib"] = round(_du(server.data_dir) / MIB, 1)
-        print(f"  backfilled in {result['backfill_seconds']} s", file=sys.stderr)
 
-        started = time.perf_counter()
-        server.start(timeout=300)
-        result["prometheus_start_seconds"] = round(time.perf_counter() - started, 2)
-        assert server.process is not None
-        prom_pid = server.process.pid
-        result["series"] = _series_count(server.url, at)
+def _generate(
+    deployments: int, args: argparse.Namespace, workdir: Path, result: dict[str, Any]
+) -> Path:
+    """The OpenMetrics text of the fleet over the window, its size and time in ``result``."""
+    text = workdir / "fleet.om"
+    started = time.perf_counter()
+    with text.open("w", encoding="utf-8") as handle:
+        write_openmetrics(
+            handle,
+            fleet(deployments, seed=args.seed, replicas=args.replicas),
+            END_MS - args.hours * HOUR_MS,
+            END_MS,
+            step_ms=args.step * 1000,
+            sample_periods=args.sample_periods,
+        )
+    result["generate_seconds"] = round(time.perf_counter() - started, 2)
+    result["openmetrics_mib"] = round(text.stat().st_size / MIB, 1)
+    print(f"  generated {result['openmetrics_mib']} MiB", file=sys.stderr)
+    return text
 
-        runs: list[dict[str, Any]] = []
-        prom_cpu: list[float] = []
-        load: list[float] = []
-        cli: list[tuple[float, int, float]] = []
-        out = workdir / "child.out"
-        measure_command = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "measure",
-            f"--url={server.url}",
-            f"--window={window}",
-            f"--at={at}",
-            f"--timeout={args.timeout}",
-        ]
-        cli_command = [
+
+def serve(
+    deployments: int, args: argparse.Namespace, workdir: Path, result: dict[str, Any]
+) -> PrometheusServer:
+    """Generate, backfill (the text deleted after) and start a Prometheus over the fleet."""
+    text = _generate(deployments, args, workdir, result)
+    server = PrometheusServer(workdir / "prometheus")
+    server.workdir.mkdir()
+    started = time.perf_counter()
+    backfill(text, server.data_dir)
+    result["backfill_seconds"] = round(time.perf_counter() - started, 2)
+    text.unlink()
+    result["tsdb_mib"] = round(_du(server.data_dir) / MIB, 1)
+    print(f"  backfilled in {result['backfill_seconds']} s", file=sys.stderr)
+    started = time.perf_counter()
+    server.start(timeout=600, flags=PROMETHEUS_FLAGS)
+    result["prometheus_start_seconds"] = round(time.perf_counter() - started, 2)
+    return server
+
+
+def _commands(code: Code, target: Target, timeout: float) -> list[list[str]]:
+    """The measured report and the real command, for one code."""
+    url = target.url
+    common = [f"--window={target.window}", f"--at={target.at}", f"--timeout={timeout}"]
+    return [
+        [sys.executable, str(BENCH / "report_measure.py"), f"--url={url}", *common],
+        [
             sys.executable,
             "-m",
             "unthrottle.cli",
             "report",
-            f"--prometheus-url={server.url}",
-            f"--window={window}",
-            f"--at={at}",
-            f"--timeout={args.timeout}",
+            f"--prometheus-url={url}",
+            *common,
             "--output=json",
-        ]
-        # The measured report and the real command alternate, so that both meet the same
-        # conditions (other load on the machine, Prometheus compacting its blocks).
-        for repeat in range(args.repeats):
-            load.append(os.getloadavg()[0])
-            cpu_before = _proc_cpu_seconds(prom_pid)
-            code, wall, maxrss = run_child(measure_command, out)
-            prom_cpu.append(_proc_cpu_seconds(prom_pid) - cpu_before)
-            if code != 0:
-                raise RuntimeError(f"measure exited {code}: {_tail(out)}")
-            run = json.loads(out.read_text())
-            run["process_wall_seconds"] = wall
-            run["wait4_maxrss_kib"] = maxrss
-            runs.append(run)
+        ],
+    ]
 
-            cpu_before = _proc_cpu_seconds(prom_pid)
-            code, cli_wall, cli_maxrss = run_child(cli_command, out)
-            cli_cpu = _proc_cpu_seconds(prom_pid) - cpu_before
-            if code != 0:
-                raise RuntimeError(f"unthrottle report exited {code}: {_tail(out)}")
-            reported = len(json.loads(out.read_text())["workloads"])
-            if reported != run["containers"]:
-                raise RuntimeError(f"CLI reported {reported} rows, measure {run['containers']}")
-            cli.append((cli_wall, cli_maxrss, cli_cpu))
-            print(
-                f"  report {repeat + 1}/{args.repeats}: {run['total_seconds']:.2f} s "
-                f"(fetch {run['fetch_seconds']:.2f} s), {run['queries']} queries, "
-                f"{maxrss / 1024:.0f} MiB; CLI {cli_wall:.2f} s, {cli_maxrss / 1024:.0f} MiB",
-                file=sys.stderr,
+
+def run_once(code: Code, target: Target, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """One measured report then one real command of ``code``, each with Prometheus' CPU."""
+    measure_command, cli_command = _commands(code, target, args.timeout)
+    prom_pid = target.prometheus_pid
+    load = os.getloadavg()[0]
+    cpu_before = _proc_cpu_seconds(prom_pid)
+    status, wall, maxrss = run_child(measure_command, out, code.env)
+    prom_cpu = _proc_cpu_seconds(prom_pid) - cpu_before
+    if status != 0:
+        raise RuntimeError(f"{code.label}: measure exited {status}: {_tail(out)}")
+    run = json.loads(out.read_text())
+    run.update(process_wall_seconds=wall, wait4_maxrss_kib=maxrss, prometheus_cpu_seconds=prom_cpu)
+    run["loadavg_1m_before"] = load
+    run["cli_loadavg_1m_before"] = os.getloadavg()[0]
+    cpu_before = _proc_cpu_seconds(prom_pid)
+    status, cli_wall, cli_maxrss = run_child(cli_command, out, code.env)
+    run["cli_prometheus_cpu_seconds"] = _proc_cpu_seconds(prom_pid) - cpu_before
+    if status != 0:
+        raise RuntimeError(f"{code.label}: unthrottle report exited {status}: {_tail(out)}")
+    reported = len(json.loads(out.read_text())["workloads"])
+    if reported != run["containers"]:
+        raise RuntimeError(
+            f"{code.label}: CLI reported {reported} rows, measure {run['containers']}"
+        )
+    run.update(cli_wall_seconds=cli_wall, cli_maxrss_kib=cli_maxrss)
+    print(
+        f"  {code.label}: report {run['total_seconds']:.2f} s "
+        f"(fetch {run['fetch_seconds']:.2f} s), {run['queries']} queries, "
+        f"{maxrss / 1024:.0f} MiB; CLI {cli_wall:.2f} s, {cli_maxrss / 1024:.0f} MiB "
+        f"(load {load:.2f})",
+        file=sys.stderr,
+    )
+    return run
+
+
+def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Medians and ranges over the runs of one code; counts from the median run."""
+    middle = sorted(runs, key=lambda r: r["total_seconds"])[len(runs) // 2]
+
+    def spread(key: str, scale: float = 1.0, digits: int = 3) -> dict[str, float]:
+        return _spread([r[key] * scale for r in runs], digits)
+
+    report = {
+        key: middle[key]
+        for key in (
+            "queries",
+            "http_requests",
+            "chunks",
+            "workloads",
+            "containers",
+            "missing_series",
+            "total_queryable_samples",
+            "peak_samples_max",
+            "per_query",
+        )
+    }
+    report.update(
+        runs=len(runs),
+        total_seconds=spread("total_seconds"),
+        fetch_seconds=spread("fetch_seconds"),
+        engine_seconds=spread("engine_seconds"),
+        render_seconds=spread("render_seconds"),
+        peak_rss_mib=spread("wait4_maxrss_kib", 1 / 1024, 1),
+        vmhwm_mib=_spread([(r["vmhwm_kib"] or 0) / 1024 for r in runs], 1),
+        rss_after_import_mib=round((middle["rss_after_import_kib"] or 0) / 1024, 1),
+        prometheus_cpu_seconds=spread("prometheus_cpu_seconds", digits=2),
+        loadavg_1m_before=spread("loadavg_1m_before", digits=2),
+    )
+    cli = {
+        "runs": len(runs),
+        "wall_seconds": spread("cli_wall_seconds"),
+        "peak_rss_mib": spread("cli_maxrss_kib", 1 / 1024, 1),
+        "prometheus_cpu_seconds": spread("cli_prometheus_cpu_seconds", digits=2),
+        "loadavg_1m_before": spread("cli_loadavg_1m_before", digits=2),
+    }
+    return {"commit": None, "report": report, "cli": cli}
+
+
+def _ratios(by_code: dict[str, dict[str, Any]], raw: int) -> dict[str, Any]:
+    """Baseline over current (wall time), and samples touched over raw, per code."""
+    out: dict[str, Any] = {
+        label: {
+            "samples_over_raw": round(c["report"]["total_queryable_samples"] / raw, 3)
+            if raw
+            else None,
+            "peak_samples_over_max_samples": round(
+                c["report"]["peak_samples_max"] / PROMETHEUS_MAX_SAMPLES, 4
+            ),
+        }
+        for label, c in by_code.items()
+    }
+    if "baseline" in by_code:
+        current, baseline = by_code["current"], by_code["baseline"]
+        for key, part, field in (
+            ("report", "report", "total_seconds"),
+            ("cli", "cli", "wall_seconds"),
+        ):
+            out[f"speedup_{key}"] = round(
+                baseline[part][field]["median"] / current[part][field]["median"], 2
             )
-        result["prometheus_peak_rss_mib"] = round((_proc_hwm_kib(prom_pid) or 0) / 1024, 1)
-        result["prometheus_version"] = runs[0]["prometheus_version"]
-        middle = sorted(runs, key=lambda r: r["total_seconds"])[len(runs) // 2]
-        result["report"] = {
-            "runs": len(runs),
-            "total_seconds": _spread([r["total_seconds"] for r in runs]),
-            "fetch_seconds": _spread([r["fetch_seconds"] for r in runs]),
-            "engine_seconds": _spread([r["engine_seconds"] for r in runs]),
-            "render_seconds": _spread([r["render_seconds"] for r in runs]),
-            "queries": middle["queries"],
-            "http_requests": middle["http_requests"],
-            "chunks": middle["chunks"],
-            "workloads": middle["workloads"],
-            "containers": middle["containers"],
-            "missing_series": middle["missing_series"],
-            "total_queryable_samples": middle["total_queryable_samples"],
-            "peak_samples_max": middle["peak_samples_max"],
-            "peak_rss_mib": _spread([r["wait4_maxrss_kib"] / 1024 for r in runs], 1),
-            "vmhwm_mib": _spread([(r["vmhwm_kib"] or 0) / 1024 for r in runs], 1),
-            "rss_after_import_mib": round((middle["rss_after_import_kib"] or 0) / 1024, 1),
-            "prometheus_cpu_seconds": _spread(prom_cpu, 2),
-            "loadavg_1m_before": _spread(load, 2),
-            "per_query": middle["per_query"],
-        }
-        result["cli"] = {
-            "runs": len(cli),
-            "wall_seconds": _spread([c[0] for c in cli]),
-            "peak_rss_mib": _spread([c[1] / 1024 for c in cli], 1),
-            "prometheus_cpu_seconds": _spread([c[2] for c in cli], 2),
-        }
+    return out
+
+
+def measure_size(
+    codes: Sequence[Code], target: Target, args: argparse.Namespace, out: Path
+) -> dict[str, dict[str, Any]]:
+    """``--repeats`` rounds; each round runs every code, in turn first (ABBA order)."""
+    runs: dict[str, list[dict[str, Any]]] = {code.label: [] for code in codes}
+    for repeat in range(args.repeats):
+        print(f"  round {repeat + 1}/{args.repeats}", file=sys.stderr)
+        order = codes if repeat % 2 == 0 else list(reversed(codes))
+        for code in order:
+            runs[code.label].append(run_once(code, target, args, out))
+    by_code = {}
+    for code in codes:
+        by_code[code.label] = summarize(runs[code.label])
+        by_code[code.label]["commit"] = code.commit
+    return by_code
+
+
+def bench_size(deployments: int, codes: Sequence[Code], args: argparse.Namespace) -> dict[str, Any]:
+    """Generate, backfill, serve and measure one fleet size; everything removed after."""
+    n_steps = args.hours * HOUR_MS // (args.step * 1000)
+    pods = deployments * args.replicas
+    estimate = pods * n_steps * TEXT_BYTES_PER_POD_STEP
+    free = shutil.disk_usage(args.tmp).free
+    result: dict[str, Any] = {"deployments": deployments, "pods": pods}
+    result["openmetrics_estimate_mib"] = round(estimate / MIB)
+    if estimate + DISK_HEADROOM_BYTES > free:
+        reason = f"needs ~{estimate / MIB:.0f} MiB of text on {args.tmp}, {free / MIB:.0f} free"
+        print(f"  skipped: {reason}", file=sys.stderr)
+        return {**result, "skipped": reason}
+    workdir = Path(tempfile.mkdtemp(prefix=f"report-scale-{deployments}-", dir=args.tmp))
+    server: PrometheusServer | None = None
+    try:
+        server = serve(deployments, args, workdir, result)
+        assert server.process is not None
+        at = (END_MS - 1) / 1000
+        started = time.perf_counter()
+        raw = raw_samples(server.url, at, f"{args.hours}h")
+        result["raw_samples_seconds"] = round(time.perf_counter() - started, 2)
+        result["raw_samples"] = raw
+        result["raw_samples_total"] = sum(raw.values())
+        result["series"] = int(_instant(server.url, 'count({__name__!=""})', at, "series"))
+        target = Target(server.url, server.process.pid, f"{args.hours}h", at)
+        by_code = measure_size(codes, target, args, workdir / "child")
+        result["prometheus_peak_rss_mib"] = round(
+            (_proc_hwm_kib(server.process.pid) or 0) / 1024, 1
+        )
+        result["codes"] = by_code
+        result["ratios"] = _ratios(by_code, result["raw_samples_total"])
+        print(f"  {result['ratios']}", file=sys.stderr)
     finally:
         if server is not None:
             server.stop()
@@ -350,6 +410,9 @@ def bench_size(
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     return result
+
+
+# -- the document ---------------------------------------------------------------------------
 
 
 def _meminfo_gib() -> float:
@@ -377,61 +440,48 @@ def _prometheus_version() -> str:
 
 
 def plot(document: dict[str, Any], path: Path) -> None:
-    """Wall time, queries and peak RSS against Deployments (log x), as a PNG."""
-    import matplotlib  # noqa: PLC0415 - optional (the `bench` extra), only for the plot
-
+    """Wall time, samples touched over raw, and peak RSS against Deployments, per code."""
+    try:
+        import matplotlib  # noqa: PLC0415 - optional (the `bench` extra), only for the plot
+    except ImportError:
+        print("matplotlib is not installed: no plot", file=sys.stderr)
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    rows = [r for r in document["results"] if "report" in r]
+    rows = [r for r in document["results"] if "codes" in r]
     if not rows:
         print("nothing to plot", file=sys.stderr)
         return
     x = [r["deployments"] for r in rows]
-    fig, (ax_time, ax_queries, ax_rss) = plt.subplots(1, 3, figsize=(15, 4.6))
-
-    def median(key: str, field: str, row: dict[str, Any]) -> float:
-        return float(row[key][field]["median"])
-
-    ax_time.plot(x, [median("report", "total_seconds", r) for r in rows], "o-", label="report")
-    ax_time.plot(x, [median("report", "fetch_seconds", r) for r in rows], "s--", label="fetch")
-    ax_time.plot(
-        x, [median("cli", "wall_seconds", r) for r in rows], "^:", label="CLI, whole process"
-    )
+    fig, (ax_time, ax_samples, ax_rss) = plt.subplots(1, 3, figsize=(15, 4.6))
+    for label, mark in (("current", "o-"), ("baseline", "s--")):
+        if any(label not in r["codes"] for r in rows):
+            continue
+        codes = [r["codes"][label] for r in rows]
+        name = label if label == "current" else f"baseline {codes[0]['commit'][:7]}"
+        ax_time.plot(x, [c["cli"]["wall_seconds"]["median"] for c in codes], mark, label=name)
+        ax_samples.plot(x, [r["ratios"][label]["samples_over_raw"] for r in rows], mark, label=name)
+        ax_rss.plot(x, [c["cli"]["peak_rss_mib"]["median"] for c in codes], mark, label=name)
     ax_time.set_yscale("log")
     ax_time.set_ylabel("seconds (median)")
-    ax_time.set_title("Wall time (log-log: slope 1 is linear)")
-
-    ax_queries.plot(
-        x, [r["report"]["queries"] for r in rows], "o-", label="unthrottle report (measured)"
-    )
-    ax_queries.plot(
-        x,
-        [KRR_QUERIES_PER_CONTAINER * r["report"]["containers"] for r in rows],
-        "x--",
-        color="grey",
-        label=f"{KRR_QUERIES_PER_CONTAINER} per container (KRR simple; computed)",
-    )
-    ax_queries.set_yscale("log")
-    ax_queries.set_ylabel("HTTP queries per report")
-    ax_queries.set_title("Queries")
-
-    ax_rss.plot(x, [median("report", "peak_rss_mib", r) for r in rows], "o-", label="report")
-    ax_rss.plot(
-        x, [median("cli", "peak_rss_mib", r) for r in rows], "^:", label="CLI, whole process"
-    )
+    ax_time.set_title("`unthrottle report -o json`, whole process")
+    ax_samples.axhline(2.0, color="grey", linestyle=":", label="target: 2x")
+    ax_samples.set_ylim(bottom=0)
+    ax_samples.set_ylabel("samples touched / raw samples")
+    ax_samples.set_title("Samples Prometheus read")
+    ax_rss.axhline(200, color="grey", linestyle=":", label="target: 200 MiB")
     ax_rss.set_ylim(bottom=0)
     ax_rss.set_ylabel("MiB (median)")
     ax_rss.set_title("Peak RSS of the report process")
-
-    for ax in (ax_time, ax_queries, ax_rss):
+    setup = document["setup"]
+    for ax in (ax_time, ax_samples, ax_rss):
         ax.set_xscale("log")
-        ax.set_xlabel("Deployments (1 pod, 1 container each)")
+        ax.set_xlabel(f"Deployments ({setup['replicas']} pods each)")
         ax.set_xticks(x, [f"{v:,}" for v in x])
         ax.minorticks_off()
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    setup = document["setup"]
     fig.suptitle(
         f"unthrottle report on Prometheus {document['machine']['prometheus']}: "
         f"{setup['window']} window at a {setup['data_step_seconds']} s scrape step, "
@@ -451,53 +501,122 @@ def _cell(spread: dict[str, float], digits: int) -> str:
 def markdown(document: dict[str, Any]) -> str:
     """The results as the two Markdown tables of docs/performance.md."""
     report = (
-        "| Deployments | HTTP queries | report, s | fetch alone, s | engine, s "
-        "| samples touched | max peakSamples | peak RSS, MiB |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| Deployments (containers) | code | HTTP queries | `unthrottle report`, s "
+        "| speed-up | report in-process, s | samples touched | ÷ raw | max peakSamples "
+        "| peak RSS, MiB | load |\n"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     around = (
-        "| Deployments | series | Prometheus CPU per report, s | `unthrottle report`, s "
-        "| its peak RSS, MiB | OpenMetrics, MiB | generate, s | backfill, s | TSDB, MiB "
-        "| Prometheus peak RSS, MiB |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| Deployments | series | raw samples | OpenMetrics, MiB | generate, s | backfill, s "
+        "| TSDB, MiB | Prometheus peak RSS, MiB |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     for r in document["results"]:
         n = f"{r['deployments']:,}"
-        if "report" not in r:
-            report += f"| {n} | skipped: {r['skipped']} |||||||\n"
+        if "codes" not in r:
+            report += f"| {n} | skipped: {r.get('skipped', '?')} ||||||||||\n"
             continue
-        rep, cli = r["report"], r["cli"]
-        report += (
-            f"| {n} | {rep['queries']} | {_cell(rep['total_seconds'], 2)} "
-            f"| {_cell(rep['fetch_seconds'], 2)} | {_cell(rep['engine_seconds'], 2)} "
-            f"| {rep['total_queryable_samples']:,} | {rep['peak_samples_max']:,} "
-            f"| {_cell(rep['peak_rss_mib'], 0)} |\n"
-        )
+        for label, code in r["codes"].items():
+            rep, cli, ratio = code["report"], code["cli"], r["ratios"][label]
+            name = label if code["commit"] is None else f"{label} `{code['commit'][:7]}`"
+            speedup = f"{r['ratios']['speedup_cli']}×" if "speedup_cli" in r["ratios"] else ""
+            report += (
+                f"| {n} ({rep['containers']:,}) | {name} | {rep['queries']} "
+                f"| {_cell(cli['wall_seconds'], 2)} | {speedup if label == 'current' else ''} "
+                f"| {_cell(rep['total_seconds'], 2)} | {rep['total_queryable_samples']:,} "
+                f"| {ratio['samples_over_raw']} | {rep['peak_samples_max']:,} "
+                f"| {_cell(cli['peak_rss_mib'], 0)} | {_cell(cli['loadavg_1m_before'], 1)} |\n"
+            )
         around += (
-            f"| {n} | {r['series']:,} | {_cell(rep['prometheus_cpu_seconds'], 1)} "
-            f"| {_cell(cli['wall_seconds'], 2)} | {_cell(cli['peak_rss_mib'], 0)} "
-            f"| {r['openmetrics_mib']:,.0f} | {r['generate_seconds']} | {r['backfill_seconds']} "
-            f"| {r['tsdb_mib']} | {r['prometheus_peak_rss_mib']:.0f} |\n"
+            f"| {n} | {r['series']:,} | {r['raw_samples_total']:,} | {r['openmetrics_mib']:,.0f} "
+            f"| {r['generate_seconds']} | {r['backfill_seconds']} | {r['tsdb_mib']} "
+            f"| {r['prometheus_peak_rss_mib']:.0f} |\n"
         )
     return report + "\n" + around
 
 
+def _setup(args: argparse.Namespace, baseline: str | None) -> dict[str, Any]:
+    return {
+        "window": f"{args.hours}h",
+        "data_step_seconds": args.step,
+        "sample_periods": args.sample_periods,
+        "replicas": args.replicas,
+        "seed": args.seed,
+        "repeats": args.repeats,
+        "shape": "default",
+        "end": "2026-01-01T00:00:00Z",
+        "baseline": baseline,
+        "prometheus_flags": list(PROMETHEUS_FLAGS),
+        "krr_queries_per_container": KRR_QUERIES_PER_CONTAINER,
+    }
+
+
+def _document(args: argparse.Namespace, baseline: str | None) -> dict[str, Any]:
+    """The results file to add to: the existing one if its setup is this run's."""
+    setup = _setup(args, baseline)
+    if args.output.exists():
+        existing = json.loads(args.output.read_text())
+        same = {k: v for k, v in existing.get("setup", {}).items() if k != "repeats"}
+        if same == {k: v for k, v in setup.items() if k != "repeats"}:
+            return dict(existing)
+    return {
+        "benchmark": "report_scale",
+        "setup": setup,
+        "results": [],
+    }
+
+
+def _record(document: dict[str, Any], result: dict[str, Any], path: Path) -> None:
+    """``result`` in place of the same size's, sizes in order, written at once."""
+    kept = [r for r in document["results"] if r["deployments"] != result["deployments"]]
+    document["results"] = sorted([*kept, result], key=lambda r: r["deployments"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1) + "\n")
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "memory_gib": _meminfo_gib(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "prometheus": _prometheus_version(),
+    }
+
+
+def run(args: argparse.Namespace, sizes: Sequence[int], baseline: tuple[str, Path] | None) -> None:
+    """Every size with every code, recorded as each size is done."""
+    codes = [Code("current", None, None)]
+    if baseline is not None:
+        sha, package_root = baseline
+        codes.append(Code("baseline", sha, environment(sha, package_root)))
+    document = _document(args, baseline[0] if baseline else None)
+    for deployments in sizes:
+        print(f"{deployments} Deployments", file=sys.stderr)
+        result = bench_size(deployments, codes, args)
+        result["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+        result["code"] = code_version()
+        result["machine"] = _machine()
+        document["machine"] = result["machine"]
+        _record(document, result, args.output)
+    plot(document, args.plot)
+    print(f"wrote {args.output}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    commands = parser.add_subparsers(dest="command")
-    child = commands.add_parser("measure", help="(internal) one measured report, JSON out")
-    child.add_argument("--url", required=True)
-    child.add_argument("--window", required=True)
-    child.add_argument("--at", type=float, required=True)
-    child.add_argument("--timeout", type=float, default=600.0)
-    parser.add_argument("--sizes", default="100,1000,5000", help="Deployments, comma-separated")
-    parser.add_argument("--hours", type=int, default=1, help="hours of history (the window)")
-    parser.add_argument("--step", type=int, default=60, help="scrape step of the data, seconds")
+    parser.add_argument("--sizes", default="1000,3000,10000", help="Deployments, comma-separated")
+    parser.add_argument("--hours", type=int, default=2, help="hours of history (the window)")
+    parser.add_argument("--step", type=int, default=15, help="scrape step of the data, seconds")
     parser.add_argument("--sample-periods", type=int, default=10)
-    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per query")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also measure this commit, alternating with this tree"
+    )
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per query")
     parser.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--plot", type=Path, default=PLOT)
@@ -508,9 +627,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the data directories")
     args = parser.parse_args(argv)
 
-    if args.command == "measure":
-        print(json.dumps(measure(args.url, args.window, args.at, args.timeout)))
-        return 0
     if args.markdown:
         print(markdown(json.loads(args.output.read_text())))
         return 0
@@ -518,41 +634,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         plot(json.loads(args.output.read_text()), args.plot)
         return 0
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    if not sizes or min(sizes) < 1 or args.repeats < 1 or args.hours < 1 or args.step < 30:
-        parser.error("sizes and repeats must be positive, --hours >= 1, --step >= 30")
-    window = f"{args.hours}h"
-    document: dict[str, Any] = {
-        "benchmark": "report_scale",
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
-        "code": code_version(),
-        "machine": {
-            "nproc": os.cpu_count(),
-            "cpu": _cpu_model(),
-            "memory_gib": _meminfo_gib(),
-            "kernel": platform.release(),
-            "python": platform.python_version(),
-            "prometheus": _prometheus_version(),
-        },
-        "setup": {
-            "window": window,
-            "data_step_seconds": args.step,
-            "sample_periods": args.sample_periods,
-            "replicas": args.replicas,
-            "seed": args.seed,
-            "repeats": args.repeats,
-            "shape": "default",
-            "end": "2026-01-01T00:00:00Z",
-            "krr_queries_per_container": KRR_QUERIES_PER_CONTAINER,
-        },
-        "results": [],
-    }
-    for deployments in sizes:
-        print(f"{deployments} Deployments", file=sys.stderr)
-        document["results"].append(bench_size(deployments, args, args.tmp, window))
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(document, indent=1) + "\n")
-    plot(document, args.plot)
-    print(f"wrote {args.output} and {args.plot}", file=sys.stderr)
+    if not sizes or min(sizes) < 1 or args.repeats < 1 or args.hours < 1 or args.step < 1:
+        parser.error("sizes, repeats, --hours and --step must be positive")
+    if args.baseline is None:
+        run(args, sizes, None)
+        return 0
+    with snapshot(args.baseline) as baseline:
+        run(args, sizes, baseline)
     return 0
 
 

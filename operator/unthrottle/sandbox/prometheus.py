@@ -29,7 +29,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -122,10 +122,13 @@ class PrometheusServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0, *, port: int | None = None) -> None:
+    def start(
+        self, timeout: float = 60.0, *, port: int | None = None, flags: Sequence[str] = ()
+    ) -> None:
         """Start and wait for ``/-/ready``; HarnessError with the log's tail if it fails.
 
         ``port``: listen there (a restarted server keeps its URL), else on a free port.
+        ``flags``: more command-line flags (e.g. ``--query.timeout=10m``).
         """
         prometheus, _ = require_binaries()
         config = self.workdir / "prometheus.yml"
@@ -142,6 +145,7 @@ class PrometheusServer:
                         "--storage.tsdb.retention.time=100y",
                         f"--web.listen-address=127.0.0.1:{self.port}",
                         "--log.level=warn",
+                        *flags,
                     ],
                     stdout=log,
                     stderr=subprocess.STDOUT,
