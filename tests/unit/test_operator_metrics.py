@@ -27,7 +27,7 @@ from unthrottle.model.stats import ContainerStats
 from unthrottle.model.status import ContainerAction
 from unthrottle.model.workload import WorkloadRef
 from unthrottle.reconcile.patch import ContainerDecision, DeploymentDecision
-from unthrottle.reconcile.run import PassResult
+from unthrottle.reconcile.run import PASS_STEPS, PassResult
 from unthrottle.reconcile.status import WorkloadOutcome
 from unthrottle.sandbox.prometheus import free_port
 
@@ -144,6 +144,29 @@ def test_pass_timestamps_and_forget(metrics_url: str, policy_name: str) -> None:
     assert value(samples, "unthrottle_prometheus_errors_total") == 1
     assert value(samples, "unthrottle_patches_total") == 1
     record_recommendations(policy_name, [gauge("checkout", cpu_limit=300)])
+    forget_policy(policy_name)
+    assert scrape(metrics_url, policy_name) == []
+
+
+def test_each_step_of_a_pass_is_timed_on_metrics(metrics_url: str, policy_name: str) -> None:
+    steps = {"read": 0.03, "prometheus": 2.5, "plan": 0.2, "apply": 0.75}
+    for _ in range(2):
+        done = PassResult(policy=policy_name, ok=True, seconds=3.48, steps=dict(steps))
+        record_pass(policy_name, done, now=1000.0)
+    samples = scrape(metrics_url, policy_name)
+    for step in PASS_STEPS:
+        timed = [(n, v) for n, labels, v in samples if labels.get("step") == step]
+        assert ("unthrottle_pass_step_seconds_count", 2.0) in timed, step
+        total = dict(timed)["unthrottle_pass_step_seconds_sum"]
+        assert total == pytest.approx(2 * steps[step]), step
+    # the buckets say where the time goes: the Prometheus step above 2 s, planning below 0.5 s
+    prometheus = {
+        labels["le"]: v
+        for n, labels, v in samples
+        if n == "unthrottle_pass_step_seconds_bucket" and labels["step"] == "prometheus"
+    }
+    assert prometheus["2.0"] == 0 and prometheus["5.0"] == 2
+    assert value(samples, "unthrottle_reconcile_duration_seconds_count") == 2
     forget_policy(policy_name)
     assert scrape(metrics_url, policy_name) == []
 

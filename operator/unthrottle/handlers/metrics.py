@@ -27,7 +27,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from unthrottle.model.names import LAST_PATCHED_ANNOTATION
 from unthrottle.model.recommendation import Recommendation
 from unthrottle.reconcile.plan import PassPlan
-from unthrottle.reconcile.run import PassResult
+from unthrottle.reconcile.run import PASS_STEPS, PassResult
 from unthrottle.reconcile.schedule import DEFAULT_INTERVAL_MS, parse_timestamp_ms
 from unthrottle.reconcile.status import WorkloadOutcome
 
@@ -200,6 +200,9 @@ def forget_policy(policy: str) -> None:
         for metric in per_policy:
             with contextlib.suppress(KeyError):  # never written for this policy
                 metric.remove(policy)
+        for step in PASS_STEPS:
+            with contextlib.suppress(KeyError):
+                PASS_STEP_SECONDS.remove(policy, step)
 
 
 def record_pass(
