@@ -110,6 +110,25 @@ def _without(prefix: str, chunks: Iterable[str]) -> Iterator[str]:
             yield chunk
 
 
+_RANGE_READ = ("container_cpu_usage_seconds_total", "container_memory_rss")
+
+
+def _second_job(chunks: Iterable[str]) -> Iterator[str]:
+    """The series read at every step (CPU usage, RSS) again as a second scrape job would
+    have them, every value halved (a smaller copy: the maximum per step is the first's)."""
+    for chunk in chunks:
+        if chunk.startswith("# EOF"):
+            yield chunk
+        elif chunk.startswith(_RANGE_READ):
+            lines = []
+            for line in chunk.splitlines():
+                series, value, at = line.replace('job="kubelet"', 'job="kubelet-2"').rsplit(" ", 2)
+                lines.append(f"{series} {float(value) / 2:f} {at}\n")
+            yield "".join(lines)
+        elif chunk.startswith(tuple(f"# HELP {n.removesuffix('_total')} " for n in _RANGE_READ)):
+            yield chunk
+
+
 @dataclass
 class Data:
     server: PrometheusServer
@@ -183,6 +202,9 @@ def data(prometheus_factory: PrometheusFactory) -> Data:
             ),
         ),
         "history.om": iter_pod_runs(_history_runs(), STEP_MS, extra_labels={"cluster": "history"}),
+        "one-job.om": render(named, "one-job"),
+        "two-jobs.om": render(named, "two-jobs"),
+        "two-jobs-second.om": _second_job(render(named, "two-jobs")),
     }
     return Data(prometheus_factory("source-clusters", files), prod_text)
 
@@ -404,6 +426,16 @@ def test_job_matchers_per_family(data: Data) -> None:
         result = source.fetch(WINDOW, end=END_S, namespaces=["shop"])
     assert result.workloads == data.fetch(namespaces=["shop"]).workloads
     assert len(result.workloads) == 2
+
+
+def test_a_second_scrape_job_is_the_maximum_per_step_not_a_second_container(
+    data: Data,
+) -> None:
+    one = data.fetch("one-job")
+    two = data.fetch("two-jobs")
+    assert [w.model_dump() for w in two.workloads] == [w.model_dump() for w in one.workloads]
+    # the containers with two series were read again, as their maximum per step
+    assert two.queries == one.queries + 2
 
 
 def test_memory_statistics(data: Data) -> None:

@@ -55,7 +55,9 @@ class PrometheusConfig:
     one query takes at most ``(retries + 1) × timeout_seconds`` plus a few seconds of
     backoff. ``cfs_period_us`` is used when ``container_spec_cpu_period`` is absent
     (the kubelet's ``cpuCFSQuotaPeriod``, 100 ms unless changed). ``concurrency`` bounds
-    the queries of one fetch in flight at once (4 by default).
+    the queries of one fetch in flight at once (4 by default). ``compress_answers`` asks
+    for gzip-compressed answers: less to transfer, much more CPU on Prometheus' side
+    (worth it only over a slow link).
     """
 
     url: str
@@ -75,6 +77,7 @@ class PrometheusConfig:
     max_series_per_query: int = DEFAULT_MAX_SERIES_PER_QUERY
     collect_stats: bool = False
     concurrency: int = DEFAULT_CONCURRENCY
+    compress_answers: bool = False
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)

@@ -41,7 +41,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -78,7 +78,7 @@ _AUTH_HINTS: Final = {
     401: "the server wants credentials: a bearer token or basic auth",
     403: "the credentials given may not read this API (or this URL is not the API's base)",
 }
-_CHUNK_BYTES: Final = 1 << 20  # read size of a streamed answer
+_CHUNK_BYTES: Final = 1 << 18  # read size of a streamed answer
 
 
 class PrometheusError(Exception):
@@ -151,7 +151,13 @@ class PrometheusClient:
         self._verify: str | bool = (
             False if config.insecure_skip_verify else config.ca_bundle or True
         )
-        headers = {"Accept": "application/json"}
+        # Uncompressed unless asked: Prometheus gzips a large answer at a few tens of MB/s
+        # of one core, ten times what evaluating a range query costs it (a 6 MB matrix:
+        # 0.9 s against 0.08 s on 2.42), so only a slow link is worth it.
+        headers = {
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip" if config.compress_answers else "identity",
+        }
         if config.bearer_token:
             headers["Authorization"] = f"Bearer {config.bearer_token}"
         auth = (config.username, config.password or "") if config.username else None
@@ -410,12 +416,14 @@ class PrometheusClient:
         reduce: Callable[[Mapping[str, str], Sequence[Any]], T],
         *,
         name: str = "query-range",
+        keep_labels: Collection[str] | None = None,
     ) -> RangeAnswer[T]:
         """One range query; each series reduced by ``reduce(labels, points)`` as it arrives.
 
         ``points`` are the API's ``[t, "value"]`` pairs; only the reductions are kept, so
         the answer is never held whole (:mod:`.prometheus_stream`). ``reduce`` raises
-        ``ValueError`` for points it cannot use (the query then fails).
+        ``ValueError`` for points it cannot use (the query then fails). ``keep_labels``:
+        the label names a row keeps (None: all of the series').
         """
         form = {
             "query": promql,
@@ -426,7 +434,10 @@ class PrometheusClient:
 
         def element(item: Any) -> tuple[Mapping[str, str], T]:
             labels, values = _series_of(item)
-            return labels, reduce(labels, values)
+            reduced = reduce(labels, values)
+            if keep_labels is not None:
+                labels = {k: labels[k] for k in keep_labels if k in labels}
+            return labels, reduced
 
         rows, warnings, stats, sent = self._evaluate(
             "/api/v1/query_range", form, "matrix", name, element
