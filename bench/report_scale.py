@@ -53,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,11 @@ CHILD_TIMEOUT_S = 3_600.0
 # code's queries short at 10,000 Deployments; the sample limit stays the default 50 M.
 PROMETHEUS_FLAGS = ("--query.timeout=30m",)
 PROMETHEUS_MAX_SAMPLES = 50_000_000
+# promtool backfills 2 h blocks; Prometheus compacts many of them (a 7 d window) in the
+# background after it starts, checked every minute: the reports wait until it is done.
+SETTLE_QUIET_S = 75.0
+PREPARED = "prepared.json"  # beside a kept TSDB: how it was built
+SETTLE_MAX_S = 1_800.0
 # KRR's `simple` strategy: PercentileCPULoader, MaxMemoryLoader, CPUAmountLoader and
 # MemoryAmountLoader, one query each per (workload, container) (robusta-dev/krr,
 # robusta_krr/strategies/simple.py); a fifth with --use_oomkill_data.
@@ -229,7 +235,42 @@ def serve(
     started = time.perf_counter()
     server.start(timeout=600, flags=PROMETHEUS_FLAGS)
     result["prometheus_start_seconds"] = round(time.perf_counter() - started, 2)
+    result["blocks_backfilled"] = sum(1 for p in server.data_dir.iterdir() if p.is_dir())
+    if result["blocks_backfilled"] > 1:
+        result["compaction_settle_seconds"] = _settle(server.url)
+        result["blocks_served"] = int(_self_metric(server.url, "prometheus_tsdb_blocks_loaded"))
     return server
+
+
+def _self_metric(url: str, name: str) -> float:
+    """One unlabelled sample of Prometheus' own ``/metrics`` (it scrapes nothing here)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise RuntimeError(f"{name} not in {url}/metrics")
+
+
+def _settle(url: str) -> float:
+    """Wait until Prometheus has compacted the backfilled blocks (no compaction and the same
+    blocks for longer than its one-minute compaction tick), so that it does not compact
+    during the reports; the seconds waited."""
+    started = time.monotonic()
+    seen: tuple[float, float] | None = None
+    since = started
+    while time.monotonic() - started < SETTLE_MAX_S:
+        now = (
+            _self_metric(url, "prometheus_tsdb_compactions_total"),
+            _self_metric(url, "prometheus_tsdb_blocks_loaded"),
+        )
+        if now != seen:
+            seen, since = now, time.monotonic()
+        elif time.monotonic() - since > SETTLE_QUIET_S:
+            break
+        time.sleep(5)
+    waited = round(time.monotonic() - started, 1)
+    print(f"  compaction settled after {waited} s", file=sys.stderr)
+    return waited
 
 
 def _commands(code: Code, target: Target, timeout: float) -> list[list[str]]:
@@ -370,22 +411,56 @@ def measure_size(
     return by_code
 
 
-def bench_size(deployments: int, codes: Sequence[Code], args: argparse.Namespace) -> dict[str, Any]:
-    """Generate, backfill, serve and measure one fleet size; everything removed after."""
+def _data_name(deployments: int, args: argparse.Namespace) -> str:
+    return f"report-scale-{deployments}x{args.replicas}-{args.hours}h-{args.step}s"
+
+
+def _prepare(
+    deployments: int, args: argparse.Namespace, result: dict[str, Any]
+) -> tuple[Path, PrometheusServer | None]:
+    """The working directory and a served Prometheus over the fleet: with ``--keep``, the
+    TSDB kept by an earlier run of the same data is served again rather than rebuilt;
+    ``(workdir, None)`` when the text would not fit on the disk."""
+    kept = args.tmp / _data_name(deployments, args)
+    if args.keep and (kept / "prometheus" / "data").is_dir():
+        print(f"  serving the TSDB kept in {kept}", file=sys.stderr)
+        server = PrometheusServer(kept / "prometheus")
+        server.start(timeout=600, flags=PROMETHEUS_FLAGS)
+        result["reused_tsdb"] = str(kept)
+        if (kept / PREPARED).exists():  # how the data was built
+            result.update(json.loads((kept / PREPARED).read_text()))
+        result["tsdb_mib"] = round(_du(server.data_dir) / MIB, 1)
+        return kept, server
     n_steps = args.hours * HOUR_MS // (args.step * 1000)
-    pods = deployments * args.replicas
-    estimate = pods * n_steps * TEXT_BYTES_PER_POD_STEP
+    estimate = deployments * args.replicas * n_steps * TEXT_BYTES_PER_POD_STEP
     free = shutil.disk_usage(args.tmp).free
-    result: dict[str, Any] = {"deployments": deployments, "pods": pods}
     result["openmetrics_estimate_mib"] = round(estimate / MIB)
     if estimate + DISK_HEADROOM_BYTES > free:
         reason = f"needs ~{estimate / MIB:.0f} MiB of text on {args.tmp}, {free / MIB:.0f} free"
         print(f"  skipped: {reason}", file=sys.stderr)
-        return {**result, "skipped": reason}
-    workdir = Path(tempfile.mkdtemp(prefix=f"report-scale-{deployments}-", dir=args.tmp))
+        result["skipped"] = reason
+        return kept, None
+    if args.keep:
+        kept.mkdir()
+        workdir = kept
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix=f"report-scale-{deployments}-", dir=args.tmp))
+    server = serve(deployments, args, workdir, result)
+    if args.keep:
+        (workdir / PREPARED).write_text(json.dumps(result) + "\n")
+    return workdir, server
+
+
+def bench_size(deployments: int, codes: Sequence[Code], args: argparse.Namespace) -> dict[str, Any]:
+    """Generate, backfill, serve and measure one fleet size; everything removed after
+    unless ``--keep``."""
+    result: dict[str, Any] = {"deployments": deployments, "pods": deployments * args.replicas}
+    workdir: Path | None = None
     server: PrometheusServer | None = None
     try:
-        server = serve(deployments, args, workdir, result)
+        workdir, server = _prepare(deployments, args, result)
+        if server is None or args.prepare_only:
+            return result
         assert server.process is not None
         at = (END_MS - 1) / 1000
         started = time.perf_counter()
@@ -407,7 +482,7 @@ def bench_size(deployments: int, codes: Sequence[Code], args: argparse.Namespace
             server.stop()
         if args.keep:
             print(f"  kept {workdir}", file=sys.stderr)
-        else:
+        elif workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
     return result
 
@@ -528,8 +603,9 @@ def markdown(document: dict[str, Any]) -> str:
                 f"| {_cell(cli['peak_rss_mib'], 0)} | {_cell(cli['loadavg_1m_before'], 1)} |\n"
             )
         around += (
-            f"| {n} | {r['series']:,} | {r['raw_samples_total']:,} | {r['openmetrics_mib']:,.0f} "
-            f"| {r['generate_seconds']} | {r['backfill_seconds']} | {r['tsdb_mib']} "
+            f"| {n} | {r['series']:,} | {r['raw_samples_total']:,} "
+            f"| {r.get('openmetrics_mib', '–')} | {r.get('generate_seconds', '–')} "
+            f"| {r.get('backfill_seconds', '–')} | {r['tsdb_mib']} "
             f"| {r['prometheus_peak_rss_mib']:.0f} |\n"
         )
     return report + "\n" + around
@@ -569,6 +645,12 @@ def _document(args: argparse.Namespace, baseline: str | None) -> dict[str, Any]:
 def _record(document: dict[str, Any], result: dict[str, Any], path: Path) -> None:
     """``result`` in place of the same size's, sizes in order, written at once."""
     kept = [r for r in document["results"] if r["deployments"] != result["deployments"]]
+    if "reused_tsdb" in result:  # the data was built by the run recorded before
+        for before in document["results"]:
+            if before["deployments"] == result["deployments"]:
+                for key in ("openmetrics_mib", "generate_seconds", "backfill_seconds"):
+                    if key in before:
+                        result.setdefault(key, before[key])
     document["results"] = sorted([*kept, result], key=lambda r: r["deployments"])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=1) + "\n")
@@ -595,6 +677,8 @@ def run(args: argparse.Namespace, sizes: Sequence[int], baseline: tuple[str, Pat
     for deployments in sizes:
         print(f"{deployments} Deployments", file=sys.stderr)
         result = bench_size(deployments, codes, args)
+        if args.prepare_only:
+            continue
         result["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
         result["code"] = code_version()
         result["machine"] = _machine()
@@ -624,9 +708,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--markdown", action="store_true", help="print the tables of --output as Markdown"
     )
-    parser.add_argument("--keep", action="store_true", help="keep the data directories")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep each size's TSDB in --tmp, and serve one kept earlier instead of rebuilding",
+    )
+    parser.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="with --keep: build each size's TSDB for a later run, measure nothing",
+    )
     args = parser.parse_args(argv)
 
+    if args.prepare_only and not args.keep:
+        parser.error("--prepare-only needs --keep")
     if args.markdown:
         print(markdown(json.loads(args.output.read_text())))
         return 0
