@@ -122,30 +122,43 @@ class Target:
 # -- one size -----------------------------------------------------------------------------
 
 
+# Runs argv[2:] and writes "wall seconds, peak RSS KiB" of it to argv[1]. A process forked
+# from this one would start with this one's high-water mark (Linux carries the forked copy
+# of the address space into ru_maxrss at exec), hundreds of MiB after generating a large
+# fleet: the command runs as the child of this small interpreter instead.
+_MEASURED_RUN = """
+import os, subprocess, sys, time
+started = time.perf_counter()
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+wall = time.perf_counter() - started
+with open(sys.argv[1], "w") as out:
+    out.write(f"{wall} {usage.ru_maxrss}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_child(
     command: Sequence[str], stdout_path: Path, env: dict[str, str] | None = None
 ) -> tuple[int, float, int]:
-    """Run ``command`` to completion: (exit code, wall seconds, peak RSS in KiB via wait4).
+    """Run ``command`` to completion: (exit code, wall seconds, its peak RSS in KiB).
 
     Standard output goes to ``stdout_path``, standard error to the same name + ``.err``.
     """
     err_path = stdout_path.with_name(stdout_path.name + ".err")
+    usage_path = stdout_path.with_name(stdout_path.name + ".usage")
+    usage_path.unlink(missing_ok=True)
+    wrapped = [sys.executable, "-S", "-c", _MEASURED_RUN, str(usage_path), *command]
     with stdout_path.open("wb") as out, err_path.open("wb") as err:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
-        deadline = time.monotonic() + CHILD_TIMEOUT_S
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid == process.pid:
-                break
-            if time.monotonic() > deadline:
-                os.kill(process.pid, signal.SIGKILL)
-                _, status, usage = os.wait4(process.pid, 0)
-                break
-            time.sleep(0.01)
-        wall = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-    return process.returncode, wall, usage.ru_maxrss
+        process = subprocess.Popen(wrapped, stdout=out, stderr=err, env=env, start_new_session=True)
+        try:
+            code = process.wait(timeout=CHILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise RuntimeError(f"{command[:4]} did not finish in {CHILD_TIMEOUT_S} s") from None
+    wall, maxrss = usage_path.read_text().split()
+    return code, float(wall), int(maxrss)
 
 
 def _tail(stdout_path: Path) -> str:
