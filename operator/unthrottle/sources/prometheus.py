@@ -17,9 +17,9 @@ operator calls it through ``asyncio.to_thread``.
 A fetch sends the kube-state-metrics query once, asks the index once which series exist
 over the window, sizes the scope from the kube-state-metrics rows, then sends the three
 per-chunk queries of each chunk (a scope of up to 10,000 containers is one chunk: 5 HTTP
-requests; 3 chunks cost 11), at most ``concurrency`` at once. Values arrive as strings; each is checked with
-``math.isfinite`` and for sign, and NaN, ±Inf and negative values are dropped and counted
-(``FetchResult.dropped_values``, and by the series they come from in
+requests; 3 chunks cost 11), at most ``concurrency`` at once. Values arrive as strings;
+each is checked with ``math.isfinite`` and for sign, and NaN, ±Inf and negative values
+are dropped and counted (``FetchResult.dropped_values``, and by the series they come from in
 ``FetchResult.unusable_series``; only an RSS slope may be negative). Required series that
 do not exist at any time in the window are reported in ``FetchResult.missing_series``
 (rules in :mod:`.prometheus_aggregate`).
@@ -305,6 +305,7 @@ class PrometheusSource(PrometheusClient):
                 name="series-presence",
             )
             ksm = run.ksm(ksm_answer.result(), present.result())
+            del ksm_answer, present  # their rows are in ksm now
             chunks: list[Scope]
             estimate = ksm.containers_per_namespace()
             if sum(max(1, n) for n in estimate.values()) <= self.config.max_series_per_query:

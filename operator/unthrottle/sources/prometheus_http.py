@@ -39,6 +39,7 @@ passes).
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -453,7 +454,9 @@ def _vector_row(item: Any) -> tuple[Mapping[str, str], str]:
         raise ValueError("malformed result row") from None
     if not isinstance(labels, dict) or not isinstance(value, str):
         raise ValueError("malformed result row")
-    return labels, value
+    # One string per label value rather than one per row: an answer repeats each
+    # namespace, pod and container in a row per statistic (tens of thousands of rows).
+    return {k: sys.intern(v) if isinstance(v, str) else v for k, v in labels.items()}, value
 
 
 def _series_of(item: Any) -> tuple[Mapping[str, str], Sequence[Any]]:
