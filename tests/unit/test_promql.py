@@ -149,7 +149,8 @@ def test_no_namespace_matcher_for_every_namespace() -> None:
 def test_queries_use_the_resolution() -> None:
     builder = QueryBuilder(PrometheusConfig(url="http://p:9090"), Resolution.for_window(604800))
     assert "[5m]))" in builder.usage_rate(None)
-    assert "[7d:5m]" in builder.kube_state_metrics(None)
+    assert "[7d])" in builder.kube_state_metrics(None)
+    assert ":5m]" not in builder.kube_state_metrics(None)  # no subquery: not series × steps
     assert "[7d]" in builder.counters(None)
     start, end = builder.resolution.range_bounds(1_700_000_123.456)
     assert (start % 300, end) == (0, 1_700_000_123.456)

@@ -101,9 +101,6 @@ RESTARTS: Final = "kube_pod_container_status_restarts_total"
 # interval. Read instead of the raw counter when a fetch's rate range is 5m as well.
 USAGE_RULE: Final = "node_namespace_pod_container:container_cpu_usage_seconds_total:sum_rate5m"
 USAGE_RULE_RATE_SECONDS: Final = 300
-# Prometheus' default --query.lookback-delta: an instant selector sees a series' last
-# sample up to this long before each step.
-LOOKBACK_SECONDS: Final = 300
 
 CADVISOR_REQUIRED: Final = (USAGE, PERIODS, THROTTLED_PERIODS, RSS, WORKING_SET)
 KSM_SERIES: Final = (POD_OWNER, REPLICASET_OWNER, REQUESTS, LIMITS, LAST_TERMINATED)
@@ -261,17 +258,16 @@ class QueryBuilder:
         )
 
     def _over_window(self, function: str, sel: str) -> str:
-        """``function(sel[W])``, or over a subquery at the step when that sees every series.
+        """``function(sel[W])``: over the raw samples of the window.
 
-        An instant selector evaluated every step ``S`` sees each sample within the
-        lookback delta after it, so with ``S`` at most the lookback no series alive in the
-        window is missed, and a subquery reads one sample per series and step instead of
-        every scraped one (a tenth at 7 days of 30 s scrapes).
+        Not over a subquery at the step (``sel[W:S]``), which reads fewer samples when the
+        scrape interval is shorter than the step but materialises every series at every
+        step: its peak is ``series × steps`` (40 M for 20,000 pods at 7 days, against
+        the default ``--query.max-samples`` of 50 M, in a query that is not chunked),
+        where a range function holds one series' samples at a time, and it is slower
+        (2.42: 0.08 s against 0.06 s for 1,000 pods over 2 hours).
         """
-        res = self.resolution
-        if res.step_seconds <= LOOKBACK_SECONDS:
-            return f"{function}({sel}[{res.window}:{res.step}])"
-        return f"{function}({sel}[{res.window}])"
+        return f"{function}({sel}[{self.resolution.window}])"
 
     def kube_state_metrics(self, namespaces: Scope) -> str:
         """Owners, requests, limits and OOM kills over the window."""
