@@ -1,4 +1,5 @@
-"""``unthrottle report``, ``export``, ``explain`` and ``recommend`` start without kopf.
+"""``unthrottle report``, ``export``, ``explain`` and ``recommend`` start without kopf (and
+without the official Kubernetes client until a kubeconfig is loaded).
 
 Each check runs a fresh interpreter (the test process itself has imported everything) and
 reads its ``sys.modules`` after the import or the ``--help`` of a subcommand.
@@ -17,7 +18,9 @@ OPERATOR = Path(__file__).resolve().parents[2] / "operator"
 PROBE = """
 import sys
 {body}
-heavy = sorted(m for m in ("kopf", "aiohttp", "unthrottle.handlers") if m in sys.modules)
+heavy = sorted(
+    m for m in ("kopf", "aiohttp", "unthrottle.handlers", "kubernetes") if m in sys.modules
+)
 print("LOADED:" + ",".join(heavy))
 """
 HELP = """

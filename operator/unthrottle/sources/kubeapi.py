@@ -16,12 +16,14 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
-from kubernetes import client, config
 
 from unthrottle.sources.tls import unverified
+
+if TYPE_CHECKING:
+    from kubernetes import client
 
 __all__ = [
     "MERGE_PATCH",
@@ -42,6 +44,14 @@ class KubernetesError(Exception):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+def _official_client() -> tuple[Any, Any]:
+    """The official client's ``client`` and ``config`` modules, imported when a kubeconfig
+    is first loaded: a command that reads only Prometheus does not pay for them (0.2 s)."""
+    from kubernetes import client, config  # noqa: PLC0415
+
+    return client, config
 
 
 class KubeApi:
@@ -66,6 +76,7 @@ class KubeApi:
     def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> KubeApi:
         """From a kubeconfig file (its ``context``, default the current one), else
         in-cluster credentials, else ~/.kube/config."""
+        client, config = _official_client()
         configuration = client.Configuration()
         if path and not any(Path(p).expanduser().is_file() for p in path.split(os.pathsep)):
             # The client says "Invalid kube-config file. No configuration found." for this.
@@ -98,6 +109,7 @@ class KubeApi:
     @staticmethod
     def context_namespace(path: str | None = None, context: str | None = None) -> str:
         """The namespace a kubeconfig context names (kubectl's default for ``-n``)."""
+        _, config = _official_client()
         try:
             contexts, current = config.list_kube_config_contexts(config_file=path)
         except (config.ConfigException, OSError, ValueError) as exc:
