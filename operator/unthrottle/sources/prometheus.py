@@ -62,7 +62,7 @@ from unthrottle.sources.prometheus_queries import (
     Scope,
     plan_chunks,
 )
-from unthrottle.sources.prometheus_range import parse_points, rss_statistics, usage_statistics
+from unthrottle.sources.prometheus_range import parse_points, reduce_usage, rss_statistics
 
 __all__ = [
     "FetchResult",
@@ -189,8 +189,7 @@ _Reduced = tuple[dict[str, float], int]  # a series' statistics, and its dropped
 
 
 def _reduce_usage(_: Mapping[str, str], raw: Sequence[Any]) -> _Reduced:
-    points, dropped = parse_points(raw)
-    return usage_statistics(points), dropped
+    return reduce_usage(raw)
 
 
 def _reduce_rss(_: Mapping[str, str], raw: Sequence[Any]) -> _Reduced:

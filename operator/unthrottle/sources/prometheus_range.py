@@ -30,6 +30,7 @@ __all__ = [
     "Points",
     "parse_points",
     "quantile",
+    "reduce_usage",
     "rss_statistics",
     "slope",
     "usage_statistics",
@@ -67,7 +68,7 @@ def parse_points(raw: Sequence[Any]) -> tuple[Points, int]:
     except (TypeError, ValueError):
         pass
     else:
-        if all(v >= 0 for v in values) and (not values or math.isfinite(max(values))):
+        if _usable(values):
             return Points(times, values), 0
     times, values = [], []
     dropped = 0
@@ -84,6 +85,28 @@ def parse_points(raw: Sequence[Any]) -> tuple[Points, int]:
         else:
             dropped += 1
     return Points(times, values), dropped
+
+
+def _usable(values: list[float]) -> bool:
+    """Every value finite and >= 0, at C speed: a NaN or an infinity makes the sum
+    non-finite (so does an overflow, which the slow path then reads correctly)."""
+    return not values or (min(values) >= 0 and math.isfinite(sum(values)))
+
+
+def reduce_usage(raw: Sequence[Any]) -> tuple[dict[str, float], int]:
+    """:func:`usage_statistics` of ``[[t, "v"], ...]``, and how many points were dropped.
+
+    The common case (every value usable) reads the values and only the last time."""
+    try:
+        values = [float(v) for _, v in raw]
+        last = float(raw[-1][0]) if raw else 0.0
+    except (TypeError, ValueError):
+        pass
+    else:
+        if _usable(values):
+            return _usage(values, last), 0
+    points, dropped = parse_points(raw)
+    return usage_statistics(points), dropped
 
 
 def quantile(q: float, ordered: Sequence[float]) -> float:
@@ -115,7 +138,10 @@ def slope(points: Points) -> float | None:
 
 def usage_statistics(points: Points) -> dict[str, float]:
     """The CPU usage statistics of one series of usage rates (empty without points)."""
-    values = points.values
+    return _usage(points.values, points.times[-1]) if points.values else {}
+
+
+def _usage(values: list[float], last: float) -> dict[str, float]:
     if not values:
         return {}
     ordered = sorted(values)
@@ -123,7 +149,7 @@ def usage_statistics(points: Points) -> dict[str, float]:
     out["max"] = ordered[-1]
     out["mean"] = math.fsum(values) / len(values)
     out["count"] = float(len(values))
-    out["last"] = points.times[-1]
+    out["last"] = last
     return out
 
 
