@@ -75,6 +75,8 @@ EXAMPLE: dict[str, Any] = {
 
 OUTPUT_KEYS = {
     "cpuRequest",
+    "cpuRequestLowerBound",
+    "cpuRequestUpperBound",
     "cpuLimit",
     "cpuBurstUs",
     "memoryRequest",
@@ -125,6 +127,8 @@ def test_json_output_worked_example(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert set(fields) == OUTPUT_KEYS
     assert fields["reason"] is None
     assert fields["cpuRequest"] == "900m"
+    # p95 and p99.9 of demand + 50%: the band a current request is kept within
+    assert (fields["cpuRequestLowerBound"], fields["cpuRequestUpperBound"]) == ("750m", "980m")
     assert fields["cpuLimit"] == "1800m"
     assert fields["cpuBurstUs"] == 50000
     assert fields["memoryRequest"] == "428Mi"

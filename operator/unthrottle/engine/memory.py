@@ -22,7 +22,13 @@ Memory is not compressible, so the request equals the limit. Six corrections:
   (rounded up to a MiB), not 280 MiB;
 * OOM-killed without a memory limit: the node's OOM killer chose it, so its RSS was cut
   off at no known value. Nothing is cut: no limit is added, and the request is at least
-  today's (1Gi requested, 300Mi RSS seen before the kill: the request stays 1Gi).
+  today's (1Gi requested, 300Mi RSS seen before the kill: the request stays 1Gi);
+* growing: a growing container's memory is never lowered. Every patch restarts its pods,
+  so the pods since the last one are younger and their smaller RSS is their age, not a
+  smaller need (+40 MiB/h: a limit of 1018Mi sized at 6 h of age reads 902Mi at 4 h;
+  cutting it would restart the pods again and grow back to 1018Mi: a patch every
+  cooldown). Growing is a trend, not noise: slope × 7 days ≥ 25% of the maximum RSS and
+  slope × window ≥ 5% of it (the ``memory-growth`` diagnosis).
 """
 
 from __future__ import annotations
@@ -35,9 +41,24 @@ from unthrottle.model.policy import MemoryPolicy
 from unthrottle.model.quantity import describe_bytes, round_up
 from unthrottle.model.stats import ContainerResources, MemoryStats
 
-__all__ = ["MEMORY_GRANULARITY", "MemoryPlan", "recommend_memory"]
+__all__ = ["MEMORY_GRANULARITY", "MemoryPlan", "grows", "recommend_memory"]
 
 MEMORY_GRANULARITY = 2**20
+GROWTH_HORIZON_SECONDS = 7 * 86_400  # a week at this rate ...
+GROWTH_OF_MAX = 0.25  # ... adds a quarter of the maximum RSS
+GROWTH_IN_WINDOW_OF_MAX = 0.05  # and the window itself saw 5% of it: a trend, not noise
+
+
+def grows(memory: MemoryStats, window_seconds: int) -> bool:
+    """Whether RSS grows as a trend (docstring above): the ``memory-growth`` rule."""
+    slope = memory.rss_slope_bytes_per_second
+    rss_max = memory.rss_bytes.max
+    return (
+        slope is not None
+        and slope > 0
+        and slope * GROWTH_HORIZON_SECONDS >= GROWTH_OF_MAX * rss_max
+        and slope * window_seconds >= GROWTH_IN_WINDOW_OF_MAX * rss_max
+    )
 
 
 @dataclass(frozen=True)
@@ -54,6 +75,8 @@ def recommend_memory(
     container: ContainerResources,
     workers: WorkerPlan,
     growth_horizon_ms: int = 0,
+    *,
+    window_seconds: int = 0,
 ) -> MemoryPlan:
     rss_max = memory.rss_bytes.max
     base = rss_max
@@ -96,6 +119,18 @@ def recommend_memory(
         limit = round_up(wss.max, MEMORY_GRANULARITY)
         notes.append(
             f"raised to the maximum working set {describe_bytes(wss.max)} (kubelet evicts on it)"
+        )
+    current = container.memory_limit
+    if (
+        current is not None
+        and current > limit
+        and (policy.max_limit is None or current <= policy.max_limit)
+        and grows(memory, window_seconds)
+    ):
+        limit = current
+        notes.append(
+            f"growing: kept at today's {describe_bytes(current)} (the pods since the last "
+            "patch are younger; their smaller RSS is their age)"
         )
     if memory.oom_kills > 0 and container.memory_limit is None:
         request = max(limit, container.memory_request or 0)

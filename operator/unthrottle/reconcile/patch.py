@@ -141,7 +141,8 @@ def _stepped(
 ) -> ContainerResources:
     """The recommendation within the step limits of one patch, still self-consistent."""
     patch = policy.patch
-    request = step(current.cpu_request, rec.cpu_request, patch)
+    band = (rec.cpu_request_lower_bound, rec.cpu_request_upper_bound)
+    request = step(current.cpu_request, rec.cpu_request, patch, band=band)
     limit = None if rec.cpu_limit is None else step(current.cpu_limit, rec.cpu_limit, patch)
     if limit is not None:
         # The request moves within its own step limits; the limit (also a new one) is
