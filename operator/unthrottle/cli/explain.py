@@ -95,7 +95,8 @@ def _container_lines(outcome: WorkloadOutcome, target: float, window_ms: int) ->
 
 def explain_text(outcome: WorkloadOutcome, export_line: str, target: float, window: int) -> str:
     """The explanation of one workload (``export_line``: what export would do)."""
-    head = f"{outcome.ref.kind} {outcome.ref}  (tier {outcome.tier.value})"
+    ref = outcome.ref  # its kind first, so not as str(ref) names a StatefulSet's
+    head = f"{ref.kind.value} {ref.namespace}/{ref.name}  (tier {outcome.tier.value})"
     lines = [head, *_container_lines(outcome, target, window), "", export_line]
     return "\n".join(lines) + "\n"
 
