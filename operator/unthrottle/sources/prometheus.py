@@ -6,9 +6,10 @@ returns (:class:`FetchResult`). The parts live beside it, one concept each:
 - :mod:`.prometheus_http`: configuration, the HTTP client, retries, errors, answers.
 - :mod:`.prometheus_queries`: the PromQL, the resolution of a window, chunk planning
   (on top of the safe-PromQL primitives of :mod:`.promql`).
+- :mod:`.prometheus_rows`: the per-pod rows of the answers, which pod belongs to which
+  workload, and which required series count as missing.
 - :mod:`.prometheus_aggregate`: per-pod rows → one
-  :class:`~unthrottle.model.stats.ContainerStats` per (Deployment, container), and which
-  required series count as missing.
+  :class:`~unthrottle.model.stats.ContainerStats` per (Deployment, container).
 
 :class:`PrometheusConfig`, :class:`PrometheusError`, :class:`PrometheusSource` and
 :class:`FetchResult` are imported from here. The API is synchronous and thread-safe; the
@@ -22,7 +23,7 @@ requests; 3 chunks cost 17). Values arrive as strings; each is checked with
 (``FetchResult.dropped_values``, and by the series they come from in
 ``FetchResult.unusable_series``; only an RSS slope may be negative). Required series that
 do not exist at any time in the window are reported in ``FetchResult.missing_series``
-(rules in :mod:`.prometheus_aggregate`).
+(rules in :mod:`.prometheus_rows`).
 
 A result with ``warnings`` (a partial response) is ``partial``; callers must not patch
 from it.
@@ -40,7 +41,7 @@ from typing import Any
 
 from unthrottle.model.quantity import ceil_div, parse_duration_ms
 from unthrottle.model.workload import WorkloadStats
-from unthrottle.sources.prometheus_aggregate import SIGNED_STATS, Ksm, Tables, assemble
+from unthrottle.sources.prometheus_aggregate import assemble
 from unthrottle.sources.prometheus_config import PrometheusConfig
 from unthrottle.sources.prometheus_http import (
     NamesAnswer,
@@ -63,6 +64,7 @@ from unthrottle.sources.prometheus_queries import (
     plan_chunks,
 )
 from unthrottle.sources.prometheus_range import parse_points, rss_statistics, usage_statistics
+from unthrottle.sources.prometheus_rows import SIGNED_STATS, Ksm, Tables
 
 __all__ = [
     "FetchResult",
