@@ -241,6 +241,47 @@ class PrometheusSource(PrometheusClient):
             run.collect(RangeAnswer(rows, answer.warnings, answer.stats, answer.requests))
         run.usage_series.add(USAGE)
 
+    def _read_kube_state_metrics(self, run: _Fetch, pool: _Pool, scope: Scope) -> Ksm:
+        """The kube-state-metrics query and the index's series over the window, together."""
+        builder, at = run.builder, run.at
+        ksm_answer = pool.submit(
+            self.query, builder.kube_state_metrics(scope), at, name="kube-state-metrics"
+        )
+        present = pool.submit(
+            self.series_names,
+            builder.presence_selectors(),
+            at - builder.resolution.window_seconds,
+            at,
+            name="series-presence",
+        )
+        return run.ksm(ksm_answer.result(), present.result())
+
+    def _chunks(self, scope: Scope, estimate: Mapping[str, int]) -> list[Scope]:
+        """The whole scope as one chunk when it fits a query, else groups of namespaces."""
+        if sum(max(1, n) for n in estimate.values()) <= self.config.max_series_per_query:
+            return [scope]
+        return list(plan_chunks(estimate, self.config.max_series_per_query))
+
+    def _read_chunks(
+        self, run: _Fetch, pool: _Pool, chunks: list[Scope], ksm: Ksm, estimate: Mapping[str, int]
+    ) -> None:
+        """Every chunk's queries; usage from the recording rule when it serves this resolution,
+        and from the raw counter for the containers it leaves out."""
+        builder = run.builder
+        rule = builder.uses_rule(ksm.present)
+        sent = [
+            pool.submit(self._send, query, builder, run.at)
+            for chunk in chunks
+            for query in builder.chunk_queries(chunk, rule)
+        ]
+        for future in sent:
+            run.collect(future.result())
+        if rule:
+            run.usage_series.add(USAGE_RULE)
+            self._fill_rule_gaps(run, builder, pool, estimate)
+        else:
+            run.usage_series.add(USAGE)
+
     def fetch(
         self,
         window: str | int,
@@ -270,36 +311,10 @@ class PrometheusSource(PrometheusClient):
         if scope == ():
             return run.result((), frozenset(), frozenset(), 0, 0)
         with _Pool(self.config.concurrency) as pool:
-            ksm_answer = pool.submit(
-                self.query, builder.kube_state_metrics(scope), at, name="kube-state-metrics"
-            )
-            present = pool.submit(
-                self.series_names,
-                builder.presence_selectors(),
-                at - resolution.window_seconds,
-                at,
-                name="series-presence",
-            )
-            ksm = run.ksm(ksm_answer.result(), present.result())
-            chunks: list[Scope]
+            ksm = self._read_kube_state_metrics(run, pool, scope)
             estimate = ksm.containers_per_namespace()
-            if sum(max(1, n) for n in estimate.values()) <= self.config.max_series_per_query:
-                chunks = [scope]
-            else:
-                chunks = list(plan_chunks(estimate, self.config.max_series_per_query))
-            rule = builder.uses_rule(ksm.present)
-            sent = [
-                pool.submit(self._send, query, builder, at)
-                for chunk in chunks
-                for query in builder.chunk_queries(chunk, rule)
-            ]
-            for future in sent:
-                run.collect(future.result())
-            if rule:
-                run.usage_series.add(USAGE_RULE)
-                self._fill_rule_gaps(run, builder, pool, estimate)
-            else:
-                run.usage_series.add(USAGE)
+            chunks = self._chunks(scope, estimate)
+            self._read_chunks(run, pool, chunks, ksm, estimate)
         owners = ksm.owners(replicaset_owners or {})
         workloads, unowned = assemble(
             run.tables, ksm, owners, resolution, self.config.cfs_period_us
