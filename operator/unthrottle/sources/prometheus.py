@@ -3,7 +3,8 @@
 This module owns a *fetch*: the order of its queries, the values it accepts, and what it
 returns (:class:`FetchResult`). The parts live beside it, one concept each:
 
-- :mod:`.prometheus_http`: configuration, the HTTP client, retries, errors, answers.
+- :mod:`.prometheus_http`: the HTTP client, retries, errors (:mod:`.prometheus_config`:
+  its configuration; :mod:`.prometheus_answers`: the answers it returns).
 - :mod:`.prometheus_queries`: the PromQL, the resolution of a window, chunk planning
   (on top of the safe-PromQL primitives of :mod:`.promql`).
 - :mod:`.prometheus_rows`: the per-pod rows of the answers, which pod belongs to which
@@ -42,15 +43,9 @@ from typing import Any
 from unthrottle.model.quantity import ceil_div, parse_duration_ms
 from unthrottle.model.workload import WorkloadStats
 from unthrottle.sources.prometheus_aggregate import assemble
+from unthrottle.sources.prometheus_answers import NamesAnswer, QueryAnswer, QueryStats, RangeAnswer
 from unthrottle.sources.prometheus_config import PrometheusConfig
-from unthrottle.sources.prometheus_http import (
-    NamesAnswer,
-    PrometheusClient,
-    PrometheusError,
-    QueryAnswer,
-    QueryStats,
-    RangeAnswer,
-)
+from unthrottle.sources.prometheus_http import PrometheusClient, PrometheusError
 from unthrottle.sources.prometheus_queries import (
     RSS,
     STAT_LABEL,
