@@ -28,8 +28,9 @@ from unthrottle.reconcile.snapshot import (
     parse_policy,
 )
 from unthrottle.sources.kubernetes import applied_bursts, deployment_info
-from unthrottle.sources.prometheus_aggregate import Ksm, Tables, assemble
+from unthrottle.sources.prometheus_aggregate import assemble
 from unthrottle.sources.prometheus_queries import Resolution
+from unthrottle.sources.prometheus_rows import Ksm, Tables
 
 NOW = Instant.from_ms(1_767_225_600_000)
 STS, DS, DEPLOY = WorkloadKind.STATEFULSET, WorkloadKind.DAEMONSET, WorkloadKind.DEPLOYMENT

@@ -471,6 +471,18 @@ def plan_pass(policy: PolicyObject, snapshot: ClusterSnapshot, now: Instant) -> 
         plans.append(plan)
     kept = {(p.deployment.ref.namespace, p.name) for p in plans}
     stale = tuple(sorted(key for key in snapshot.recommendations if key not in kept))
+    status = _reconciled_status(policy, plans, metrics, overlaps, now)
+    return PassPlan(policy.name, True, status, tuple(plans), stale, status.message)
+
+
+def _reconciled_status(
+    policy: PolicyObject,
+    plans: Sequence[WorkloadPlan],
+    metrics: MetricsSnapshot,
+    overlaps: Sequence[str],
+    now: Instant,
+) -> ThrottlePolicyStatus:
+    """The policy's status after a pass that planned ``plans``."""
     conditions = [
         _condition(
             "Ready",
@@ -482,17 +494,16 @@ def plan_pass(policy: PolicyObject, snapshot: ClusterSnapshot, now: Instant) -> 
         ),
         _prometheus_condition(metrics, generation=policy.generation, now=now),
     ]
-    status = policy_status(
+    return policy_status(
         [p.outcome for p in plans],
         conditions,
         policy.previous,
         generation=policy.generation,
         now_text=now.text,
-        target=spec.throttle_target,
+        target=policy.spec.throttle_target,
         overlaps=overlaps,
         message=f"Prometheus warned the data may be partial ({'; '.join(metrics.warnings)}); "
         "nothing was patched"
         if metrics.partial
         else "",
     )
-    return PassPlan(policy.name, True, status, tuple(plans), stale, status.message)
