@@ -18,7 +18,7 @@ from unthrottle.model.workload import (
     WorkloadRef,
     WorkloadStats,
 )
-from unthrottle.reconcile.plan import PassPlan, plan_pass, trec_names
+from unthrottle.reconcile.plan import PassPlan, plan_pass
 from unthrottle.reconcile.scope import OperatorScope
 from unthrottle.reconcile.snapshot import (
     ClusterSnapshot,
@@ -27,6 +27,7 @@ from unthrottle.reconcile.snapshot import (
     PolicyObject,
     parse_policy,
 )
+from unthrottle.reconcile.status import trec_names
 from unthrottle.sources.kubernetes import applied_bursts, deployment_info
 from unthrottle.sources.prometheus_aggregate import assemble
 from unthrottle.sources.prometheus_queries import Resolution

@@ -69,18 +69,16 @@ class MemoryPlan:
     notes: tuple[str, ...]
 
 
-def recommend_memory(
-    policy: MemoryPolicy,
+def _base(
     memory: MemoryStats,
     container: ContainerResources,
     workers: WorkerPlan,
-    growth_horizon_ms: int = 0,
-    *,
-    window_seconds: int = 0,
-) -> MemoryPlan:
-    rss_max = memory.rss_bytes.max
-    base = rss_max
-    notes: list[str] = []
+    growth_horizon_ms: int,
+    notes: list[str],
+) -> int:
+    """The RSS the headroom is added to: the maximum, corrected for OOM kills, a new
+    worker count and growth until the next possible patch."""
+    base = memory.rss_bytes.max
     if memory.oom_kills > 0 and container.memory_limit is not None:
         base = max(base, container.memory_limit)
         notes.append(
@@ -105,14 +103,20 @@ def recommend_memory(
         growth = math.ceil(slope * growth_horizon_ms / 1000)
         base += growth
         notes.append(f"growing: + {describe_bytes(growth)} until the next possible patch")
-    limit = round_up(math.ceil(base * (1.0 + policy.headroom)), MEMORY_GRANULARITY)
-    limit = max(limit, policy.min_limit)
-    if policy.max_limit is not None and limit > policy.max_limit:
-        if policy.max_limit >= rss_max:
-            limit = policy.max_limit
-            notes.append("capped at memory.maxLimit")
-        else:
-            notes.append("memory.maxLimit is below the observed RSS and was not applied")
+    return base
+
+
+def _floors(
+    limit: int,
+    policy: MemoryPolicy,
+    memory: MemoryStats,
+    container: ContainerResources,
+    *,
+    window_seconds: int,
+    notes: list[str],
+) -> int:
+    """The limit never below the observed RSS, the working set, or (growing) today's."""
+    rss_max = memory.rss_bytes.max
     limit = max(limit, round_up(rss_max, MEMORY_GRANULARITY))
     wss = memory.working_set_bytes
     if wss is not None and wss.max > limit:
@@ -132,6 +136,30 @@ def recommend_memory(
             f"growing: kept at today's {describe_bytes(current)} (the pods since the last "
             "patch are younger; their smaller RSS is their age)"
         )
+    return limit
+
+
+def recommend_memory(
+    policy: MemoryPolicy,
+    memory: MemoryStats,
+    container: ContainerResources,
+    workers: WorkerPlan,
+    growth_horizon_ms: int = 0,
+    *,
+    window_seconds: int = 0,
+) -> MemoryPlan:
+    """The memory of one container: the base, its headroom and bounds, then the floors."""
+    notes: list[str] = []
+    base = _base(memory, container, workers, growth_horizon_ms, notes)
+    limit = round_up(math.ceil(base * (1.0 + policy.headroom)), MEMORY_GRANULARITY)
+    limit = max(limit, policy.min_limit)
+    if policy.max_limit is not None and limit > policy.max_limit:
+        if policy.max_limit >= memory.rss_bytes.max:
+            limit = policy.max_limit
+            notes.append("capped at memory.maxLimit")
+        else:
+            notes.append("memory.maxLimit is below the observed RSS and was not applied")
+    limit = _floors(limit, policy, memory, container, window_seconds=window_seconds, notes=notes)
     if memory.oom_kills > 0 and container.memory_limit is None:
         request = max(limit, container.memory_request or 0)
         notes.append(

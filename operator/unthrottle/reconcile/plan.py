@@ -12,7 +12,7 @@ the time in, a :class:`PassPlan` out (no I/O, no clock). It reads like the pass 
    patch that restarts no pod takes none);
 5. per workload the writes: the patch or the recommendation annotation (only when it
    changed), Events (a Skipped event only when the reason's code changed), the trec
-   (named by :func:`trec_names`);
+   (named by :func:`~unthrottle.reconcile.status.trec_names`);
 6. trecs of Deployments the policy no longer governs are deleted; the policy's status.
 
 Rollbacks (``unthrottle.dev/rollback: "true"``) are planned apart
@@ -44,7 +44,7 @@ from unthrottle.model.recommendation import (
 )
 from unthrottle.model.stats import ContainerStats
 from unthrottle.model.status import Condition, ThrottlePolicyStatus
-from unthrottle.model.workload import ALL_KINDS, DeploymentInfo, WorkloadKind, WorkloadRef
+from unthrottle.model.workload import DeploymentInfo, WorkloadKind, WorkloadRef
 from unthrottle.reconcile.patch import DeploymentDecision, PatchContext, decide, rollback_patch
 from unthrottle.reconcile.schedule import parse_timestamp_ms
 from unthrottle.reconcile.scope import (
@@ -69,6 +69,7 @@ from unthrottle.reconcile.status import (
     condition,
     policy_status,
     recommendation_annotation,
+    trec_names,
     trec_status,
 )
 
@@ -83,7 +84,6 @@ __all__ = [
     "plan_failure",
     "plan_pass",
     "plan_rollbacks",
-    "trec_names",
 ]
 
 MAX_OVERLAPS_LISTED = 20
@@ -109,7 +109,7 @@ class WorkloadPlan:
     events: tuple[PlannedEvent, ...]
     trec_spec: dict[str, Any]
     trec_status: dict[str, Any]  # a merge patch (empty strings unset)
-    name: str = ""  # the trec's name (:func:`trec_names`)
+    name: str = ""  # the trec's name (:func:`~unthrottle.reconcile.status.trec_names`)
 
 
 @dataclass(frozen=True)
@@ -240,22 +240,6 @@ def auto_patch_namespaces(
         for d in deployments
         if labels.get(d.ref.namespace, {}).get(AUTO_PATCH_LABEL) == "enabled"
     )
-
-
-def trec_names(refs: Iterable[WorkloadRef]) -> dict[WorkloadRef, str]:
-    """Each workload's ThrottleRecommendation name: the workload's own, unless a workload of
-    another kind in the namespace has it too; then the first kind in the order Deployment,
-    StatefulSet, DaemonSet keeps it and the others are ``<name>-<kind>`` (``web-statefulset``)."""
-    order = {kind: i for i, kind in enumerate(ALL_KINDS)}
-    names: dict[WorkloadRef, str] = {}
-    taken: set[tuple[str, str]] = set()
-    for ref in sorted(set(refs), key=lambda r: (order[r.kind], r.namespace, r.name)):
-        name = ref.name
-        if (ref.namespace, name) in taken:
-            name = f"{ref.name}-{ref.kind.value.lower()}"
-        taken.add((ref.namespace, name))
-        names[ref] = name
-    return names
 
 
 def plan_rollbacks(snapshot: ClusterSnapshot, now: Instant) -> tuple[RollbackPlan, ...]:
