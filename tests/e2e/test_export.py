@@ -307,9 +307,11 @@ def test_kubectl_plugin_explain_and_export(
     assert text.startswith(f"Deployment {VIEW}/x-indexer"), text
     for words in ("container worker", "now ", "throttled    in ", "CPU use", "why ", "export"):
         assert words in text, (words, text)
-    # A StatefulSet's, named by its kind.
+    # A StatefulSet's, named by its kind (asked for with it, as export's summary prints it).
     statefulset = staged("micro-burst", VIEW, WorkloadKind.STATEFULSET).deployment
-    done = kubectl_unthrottle(kube, plugin_env, prometheus, "explain", f"{VIEW}/{statefulset}")
+    done = kubectl_unthrottle(
+        kube, plugin_env, prometheus, "explain", f"{VIEW}/statefulset/{statefulset}"
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"StatefulSet {VIEW}/{statefulset}  (tier "), done.stdout
     for words in ("container worker", "why ", "export / AutoPatch would change worker: "):
@@ -321,6 +323,10 @@ def test_kubectl_plugin_explain_and_export(
     missing = kubectl_unthrottle(kube, plugin_env, prometheus, "explain", f"{GIT}/nope")
     assert missing.returncode == 4
     assert "no workload nope" in missing.stderr
+    # The Deployment's name with another kind: not that workload.
+    other = kubectl_unthrottle(kube, plugin_env, prometheus, "explain", f"{VIEW}/ds/x-checkout")
+    assert other.returncode == 4
+    assert "no DaemonSet x-checkout" in other.stderr
     exported = kubectl_unthrottle(kube, plugin_env, prometheus, "export", "-o", "json")
     assert exported.returncode == 0, exported.stderr
     assert isinstance(json.loads(exported.stdout), list)

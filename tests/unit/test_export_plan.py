@@ -13,7 +13,7 @@ import yaml
 from tests.unit.test_plan import fetch_result, stats
 from tests.unit.test_plan import manifest as plan_manifest
 
-from unthrottle.cli.explain import explain_text
+from unthrottle.cli.explain import Target, explain_text, parse_target
 from unthrottle.cli.export import (
     KUSTOMIZATION,
     export_decisions,
@@ -163,3 +163,36 @@ def test_the_kubectl_plugin_entry_point_is_installed_and_resolves() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, name = scripts["kubectl-unthrottle"].partition(":")
     assert callable(getattr(import_module(module), name))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("shop/checkout", Target("shop", None, "checkout")),
+        ("checkout", Target("", None, "checkout")),
+        # The kind, as export's summary prints it, or as kubectl users write it.
+        ("shop/statefulset/db", Target("shop", WorkloadKind.STATEFULSET, "db")),
+        ("shop/StatefulSet/db", Target("shop", WorkloadKind.STATEFULSET, "db")),
+        ("shop/sts/db", Target("shop", WorkloadKind.STATEFULSET, "db")),
+        ("kube-system/ds/agent", Target("kube-system", WorkloadKind.DAEMONSET, "agent")),
+        ("shop/deployments/web", Target("shop", WorkloadKind.DEPLOYMENT, "web")),
+        ("shop/deploy/web", Target("shop", WorkloadKind.DEPLOYMENT, "web")),
+    ],
+)
+def test_explain_targets(text: str, expected: Target) -> None:
+    assert parse_target(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("shop/cronjob/db", "'cronjob' in 'shop/cronjob/db' is not a workload kind"),
+        ("shop/", "give NS/NAME, NS/KIND/NAME"),
+        ("/db", "give NS/NAME"),
+        ("a/b/c/d", "give NS/NAME"),
+        ("", "give NS/NAME"),
+    ],
+)
+def test_explain_targets_refused_with_one_line(text: str, says: str) -> None:
+    error = parse_target(text)
+    assert isinstance(error, str) and says in error and "\n" not in error

@@ -33,6 +33,17 @@ class WorkloadKind(StrEnum):
         """The plural of the ``apps/v1`` API path: ``deployments``, ``statefulsets``, ..."""
         return f"{self.value.lower()}s"
 
+    @classmethod
+    def from_kubectl(cls, text: str) -> WorkloadKind | None:
+        """The kind a kubectl user writes, in any case: ``deployment``, ``deployments``,
+        ``deploy``, ``statefulset``, ``sts``, ``daemonset``, ``ds``, ... (None: not one)."""
+        short = {"deploy": cls.DEPLOYMENT, "sts": cls.STATEFULSET, "ds": cls.DAEMONSET}
+        word = text.lower()
+        for kind in cls:
+            if word in (kind.value.lower(), kind.resource):
+                return kind
+        return short.get(word)
+
 
 ALL_KINDS: tuple[WorkloadKind, ...] = tuple(WorkloadKind)
 
