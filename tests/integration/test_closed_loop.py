@@ -21,6 +21,7 @@ import pytest
 from unthrottle.engine.tiers import TIER_RULES, usage_percentile
 from unthrottle.model.names import TIER_LABEL
 from unthrottle.model.policy import PatchPolicy, Tier
+from unthrottle.reconcile.plan import PassPlan
 from unthrottle.sandbox.loop import (
     LoopWorkload,
     configured_scenario,
@@ -62,6 +63,7 @@ LOOPS = {
 class Ran:
     loop: Loop
     workloads: list[LoopWorkload]
+    plans: list[PassPlan]
 
 
 @pytest.fixture(scope="module", params=list(LOOPS), ids=list(LOOPS))
@@ -71,10 +73,10 @@ def ran(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     workloads = seed_workloads(TIERS, T0_MS - window_ms)
     policy = loop_policy(window=f"{spec.window_hours}h", cooldown="2h", target=TARGET)
     workdir: Path = tmp_path_factory.mktemp(f"loop-{request.param}")
-    run_loop(
+    plans = run_loop(
         workloads, policy, start_ms=T0_MS, passes=spec.passes, step_ms=STEP_MS, workdir=workdir
     )
-    return Ran(spec, workloads)
+    return Ran(spec, workloads, plans)
 
 
 def _cases() -> list[Any]:
@@ -124,6 +126,17 @@ def test_the_pass_after_a_patch_judges_only_the_new_pods(ran: Ran, index: int) -
             assert settling == (new_pods_cover < 0.5), [
                 (r.action, r.cpu_request) for r in w.records
             ]
+
+
+def test_the_policy_counts_each_pass_as_the_workloads_went(ran: Ran) -> None:
+    for k, plan in enumerate(ran.plans):
+        records = [w.records[k] for w in ran.workloads]
+        counts = plan.status.counts
+        assert counts.workloads == len(records)
+        assert counts.patched == sum(r.patched for r in records)
+        assert counts.settling == sum(r.action == "Settling" for r in records)
+    if ran.loop.window_hours > STEP_MS // HOUR_MS:
+        assert any(p.status.counts.settling for p in ran.plans)  # the 6-hour loop settles
 
 
 def _true_request(w: LoopWorkload) -> float:

@@ -377,6 +377,7 @@ def policy_status(
         recommended=sum(1 for a in actions if ContainerAction.RECOMMENDED in a),
         patched=sum(1 for o in outcomes if o.decision.patched),
         skipped=sum(1 for a in actions if ContainerAction.SKIPPED in a),
+        settling=sum(1 for a in actions if ContainerAction.SETTLING in a),
     )
     offenders = sorted(
         (
