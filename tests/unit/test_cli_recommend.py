@@ -169,7 +169,7 @@ def test_the_largest_node_caps_the_limit(
     assert fields["cpuLimit"] == "1500m"
     assert fields["projectedThrottleRatio"] > EXAMPLE["policy"]["throttleTarget"]
     assert "capped" in fields["diagnosis"]
-    assert "capped at the largest node's allocatable CPU 1500m" in fields["explanation"]
+    assert "capped at the node's allocatable CPU 1500m" in fields["explanation"]
 
 
 def test_default_output_is_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -152,9 +152,7 @@ def run(args: argparse.Namespace) -> int:
         d for d in reading.deployments or () if d.ref.name == name and target.kind in (None, d.kind)
     ]
     now = Instant.from_ms(int(reading.fetched.end * 1000))
-    plan = report_plan(
-        reading.fetched, reading.policy, mine, now=now, largest_node_cpu=reading.largest_node_cpu
-    )
+    plan = report_plan(reading.fetched, reading.policy, mine, now=now, node_cpu=reading.node_cpu)
     if not plan.workloads:
         where = namespace or ", ".join(reading.namespaces or ())
         print(

@@ -5,7 +5,7 @@ URL, credentials and matchers, the operator's own configuration builder), and th
 server when a kubeconfig is given or the command needs it: the namespaces and workloads
 the operator's selectors choose (``namespaceSelector``, ``selector``, with ``-n``,
 ``--namespace-selector`` and ``-l`` narrowing them), their configuration and applied
-burst, and for ``export`` the facts its guardrails need (HPAs on CPU, the largest node).
+burst, and for ``export`` the facts its guardrails need (HPAs on CPU, the nodes' allocatable CPU).
 
 Run as the kubectl plugin (``kubectl unthrottle``) the kubeconfig is kubectl's
 (``KUBECONFIG``, else ~/.kube/config; ``--context``) and the namespace defaults to the
@@ -30,7 +30,7 @@ from unthrottle.model.fields import unknown_fields, unknown_keys, validation_mes
 from unthrottle.model.names import SYSTEM_NAMESPACES
 from unthrottle.model.policy import MIN_WINDOW_MS, ThrottlePolicySpec, Tier
 from unthrottle.model.quantity import QuantityError, format_duration, parse_duration_ms
-from unthrottle.model.workload import DeploymentInfo, WorkloadRef
+from unthrottle.model.workload import DeploymentInfo, NodeCpu, WorkloadRef
 from unthrottle.reconcile.read import prometheus_config
 from unthrottle.reconcile.scope import unusable_text
 from unthrottle.sources.kubeapi import KubeApi
@@ -72,7 +72,7 @@ class Reading:
     namespaces: list[str] | None
     deployments: list[DeploymentInfo] | None = None  # None: not read from the API server
     cpu_autoscaled: frozenset[WorkloadRef] = field(default_factory=frozenset)
-    largest_node_cpu: int | None = None
+    node_cpu: NodeCpu | None = None
 
 
 # Long: one declaration per flag, in the order --help lists them, read best as one table.
@@ -265,7 +265,7 @@ class _Cluster:
     deployments: list[DeploymentInfo]
     owners: dict[tuple[str, str], str]
     cpu_autoscaled: frozenset[WorkloadRef] = frozenset()
-    largest_node_cpu: int | None = None
+    node_cpu: NodeCpu | None = None
 
 
 def _read_cluster(
@@ -296,7 +296,7 @@ def _read_cluster(
         if args.needs_cluster:
             cluster.cpu_autoscaled = frozenset(kube.cpu_autoscaled(namespaces))
             try:
-                cluster.largest_node_cpu = kube.largest_node_cpu()
+                cluster.node_cpu = kube.node_cpu()
             except KubernetesError as exc:
                 if exc.status != FORBIDDEN:
                     raise
@@ -420,5 +420,5 @@ def read(
         namespaces,
         cluster.deployments,
         cluster.cpu_autoscaled,
-        cluster.largest_node_cpu,
+        cluster.node_cpu,
     )

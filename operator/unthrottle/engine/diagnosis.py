@@ -14,8 +14,9 @@
 | memory-growth             | RSS grows (:func:`.memory.grows`): slope × 7 days ≥ 25% of max |
 |                           | RSS and slope × window ≥ 5% of it (a trend, not noise)         |
 | oom-killed                | at least one OOMKilled termination in the window               |
-| capped                    | cpu.maxLimit or the largest node's allocatable CPU binds below |
-|                           | the limit the target needs (the projection stays above τ)      |
+| capped                    | cpu.maxLimit or the node's allocatable CPU (the largest's; a   |
+|                           | DaemonSet's, the smallest's) binds below the limit the target  |
+|                           | needs (the projection stays above τ)                           |
 | healthy                   | none of the above                                              |
 """
 

@@ -119,7 +119,7 @@ def _floors(
     rss_max = memory.rss_bytes.max
     limit = max(limit, round_up(rss_max, MEMORY_GRANULARITY))
     wss = memory.working_set_bytes
-    if wss is not None and wss.max > limit:
+    if wss is not None and round_up(wss.max, MEMORY_GRANULARITY) > limit:
         limit = round_up(wss.max, MEMORY_GRANULARITY)
         notes.append(
             f"raised to the maximum working set {describe_bytes(wss.max)} (kubelet evicts on it)"

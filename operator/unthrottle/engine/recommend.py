@@ -300,12 +300,13 @@ class _LimitSizing:
 
 
 def _limit_cap(stats: ContainerStats, policy: ThrottlePolicySpec) -> tuple[int | None, str]:
-    """The lower of cpu.maxLimit and the largest node's allocatable CPU, and its name."""
+    """The lower of cpu.maxLimit and the node's allocatable CPU, and its name (the node: the
+    largest, or for a DaemonSet the smallest, :class:`~unthrottle.model.workload.NodeCpu`)."""
     caps = [
         (cap, name)
         for cap, name in (
             (policy.cpu.max_limit, "cpu.maxLimit"),
-            (stats.node_allocatable_cpu, "the largest node's allocatable CPU"),
+            (stats.node_allocatable_cpu, "the node's allocatable CPU"),
         )
         if cap is not None
     ]

@@ -33,7 +33,8 @@ class Diagnosis(StrEnum):
     OVER_PROVISIONED = "over-provisioned"
     MEMORY_GROWTH = "memory-growth"
     OOM_KILLED = "oom-killed"
-    # cpu.maxLimit (or the largest node) binds below the limit the throttle target needs.
+    # cpu.maxLimit (or the node: the largest, a DaemonSet's smallest) binds below the limit
+    # the throttle target needs.
     CAPPED = "capped"
     HEALTHY = "healthy"
 

@@ -3,6 +3,7 @@ their statistics together, and what the API server says of each (its rollout rul
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -14,6 +15,7 @@ from unthrottle.model.stats import ContainerResources, ContainerStats
 __all__ = [
     "ALL_KINDS",
     "DeploymentInfo",
+    "NodeCpu",
     "WorkloadInfo",
     "WorkloadKind",
     "WorkloadRef",
@@ -46,6 +48,25 @@ class WorkloadKind(StrEnum):
 
 
 ALL_KINDS: tuple[WorkloadKind, ...] = tuple(WorkloadKind)
+
+
+@dataclass(frozen=True)
+class NodeCpu:
+    """The allocatable CPU of the schedulable nodes, in millicores: what one pod can get.
+
+    A Deployment's or StatefulSet's pod lands on one node, so it must fit the largest; a
+    DaemonSet runs a pod on every node, so it must fit the smallest (its node selector is
+    not read: the smallest of all is the safe side).
+    """
+
+    largest: int
+    smallest: int
+
+    def for_kind(self, kind: WorkloadKind) -> tuple[int, str]:
+        """The most one pod of ``kind`` can get, and which node that is."""
+        if kind is WorkloadKind.DAEMONSET:
+            return self.smallest, "the smallest node's"
+        return self.largest, "the largest node's"
 
 
 class WorkloadRef(FrozenApiModel):

@@ -66,7 +66,7 @@ from unthrottle.model.recommendation import (
 )
 from unthrottle.model.stats import ContainerResources
 from unthrottle.model.status import ContainerAction
-from unthrottle.model.workload import DeploymentInfo
+from unthrottle.model.workload import DeploymentInfo, NodeCpu
 
 __all__ = [
     "ContainerDecision",
@@ -88,7 +88,7 @@ class PatchContext:
     hpa_on_cpu: bool = False
     last_patched_ms: int | None = None
     rollout_slots: int = 1
-    largest_node_cpu: int | None = None  # millicores; a pod requesting more never schedules
+    node_cpu: NodeCpu | None = None  # a pod requesting more than it can get never schedules
     # False for ``unthrottle export``: the patch lands later, through Git, so the
     # guardrails about rollouts now (a pending rollout, the cooldown, the slots) do not apply.
     rollout_guardrails: bool = True
@@ -280,17 +280,19 @@ def _skip_all(results: Mapping[str, RecommendationResult], reason: str) -> Deplo
 def _unschedulable(
     deployment: DeploymentInfo,
     targets: Mapping[str, ContainerResources],
-    largest_node_cpu: int | None,
+    node_cpu: NodeCpu | None,
 ) -> str:
-    """Why the patched pod would fit on no node, or "" (requests are what the scheduler sums)."""
-    if largest_node_cpu is None:
+    """Why the patched pod would not fit its node, or "" (requests are what the scheduler
+    sums; a DaemonSet's pod must fit the smallest node, :class:`NodeCpu`)."""
+    if node_cpu is None:
         return ""
+    fits, which = node_cpu.for_kind(deployment.kind)
     requested = sum(targets.get(c.name, c).cpu_request or 0 for c in deployment.containers)
-    if requested <= largest_node_cpu:
+    if requested <= fits:
         return ""
     return (
         f"unschedulable: the pod would request {describe_millicores(requested)} CPU, more than "
-        f"the largest node's allocatable {describe_millicores(largest_node_cpu)}"
+        f"{which} allocatable {describe_millicores(fits)}"
     )
 
 
@@ -390,7 +392,7 @@ def decide(
     targets, recommended = _targets(deployment, results, policy)
     if not targets.values:
         return _skip_all(results, "no-recommendation: no container has a recommendation")
-    unschedulable = _unschedulable(deployment, targets.values, context.largest_node_cpu)
+    unschedulable = _unschedulable(deployment, targets.values, context.node_cpu)
     if unschedulable:
         return _skip_all(results, unschedulable)
     if not targets.urgent and not is_worth_rollout(targets.pairs, policy.patch):

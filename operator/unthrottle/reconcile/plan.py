@@ -279,8 +279,9 @@ def _recommend_all(
             row: Row = (item.container.name, item.stats, None)
         else:
             found = item.stats
-            if snapshot.largest_node_cpu is not None:
-                found = found.model_copy(update={"node_allocatable_cpu": snapshot.largest_node_cpu})
+            if snapshot.node_cpu is not None:
+                fits, _ = snapshot.node_cpu.for_kind(item.ref.kind)
+                found = found.model_copy(update={"node_allocatable_cpu": fits})
             row = (item.container.name, recommend(found, applied), found)
         rows.setdefault(item.ref, []).append(row)
     return rows
@@ -438,7 +439,7 @@ def plan_pass(policy: PolicyObject, snapshot: ClusterSnapshot, now: Instant) -> 
             hpa_on_cpu=deployment.ref in snapshot.cpu_autoscaled,
             last_patched_ms=parse_timestamp_ms(deployment.annotations.get(LAST_PATCHED_ANNOTATION)),
             rollout_slots=slots,
-            largest_node_cpu=snapshot.largest_node_cpu,
+            node_cpu=snapshot.node_cpu,
         )
         key = (deployment.ref.namespace, names[deployment.ref])
         plan = _plan_workload(
