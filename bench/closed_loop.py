@@ -5,7 +5,10 @@ operator's fetch and plan against a real Prometheus whose series the CFS simulat
 for the configuration each pod runs with. Writes bench/results/closed_loop.json and prints
 the table of docs/performance.md ("Closed loop").
 
-    .venv/bin/python bench/closed_loop.py [--passes 12]
+    .venv/bin/python bench/closed_loop.py [--passes 12] [--window-hours 6 --output F]
+
+``--window-hours`` (default: the step) longer than ``--step-hours`` keeps the pods of
+earlier configurations in each pass's window, and the pass after a patch settles.
 """
 
 from __future__ import annotations
@@ -29,16 +32,20 @@ TIER = "unthrottle.dev/tier"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, default=12)
-    parser.add_argument("--step-hours", type=int, default=2)
+    parser.add_argument("--step-hours", type=int, default=2, help="between passes; the cooldown")
+    parser.add_argument("--window-hours", type=int, help="default: --step-hours")
+    parser.add_argument(
+        "--output", type=Path, default=REPO / "bench" / "results" / "closed_loop.json"
+    )
     args = parser.parse_args()
     step = args.step_hours * HOUR_MS
-    window = f"{args.step_hours}h"
-    workloads = seed_workloads(TIERS, T0_MS - step)
+    window_hours = args.window_hours or args.step_hours
+    workloads = seed_workloads(TIERS, T0_MS - window_hours * HOUR_MS)
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as workdir:
         run_loop(
             workloads,
-            loop_policy(window=window, cooldown=window),
+            loop_policy(window=f"{window_hours}h", cooldown=f"{args.step_hours}h"),
             start_ms=T0_MS,
             passes=args.passes,
             step_ms=step,
@@ -55,6 +62,7 @@ def main() -> None:
                 "patches": len(patches),
                 "last_patch_pass": patches[-1] + 1 if patches else 0,
                 "still_after": len(w.records) - 1 - (patches[-1] if patches else -1),
+                "settling_passes": sum(r.action == "Settling" for r in w.records),
                 "final_cpu_request_m": final.cpu_request,
                 "final_cpu_limit_m": final.cpu_limit,
                 "final_workers": final.workers,
@@ -62,21 +70,25 @@ def main() -> None:
                 "path": [(r.cpu_request, r.cpu_limit, r.workers) for r in w.records],
             }
         )
-    out = REPO / "bench" / "results" / "closed_loop.json"
     document = {
         "code": code_version(),
         "passes": args.passes,
         "step_hours": args.step_hours,
+        "window_hours": window_hours,
         "seconds": round(seconds, 1),
         "workloads": rows,
     }
-    out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    print("| workload | patches | still after | final request / limit | workers | final ratio |")
-    print("|---|---|---|---|---|---|")
+    args.output.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    print(
+        "| workload | patches | settling | still after | final request / limit | workers "
+        "| final ratio |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         ratio = row["final_throttle_ratio"]
         print(
-            f"| {row['workload']} | {row['patches']} | {row['still_after']} | "
+            f"| {row['workload']} | {row['patches']} | {row['settling_passes']} | "
+            f"{row['still_after']} | "
             f"{row['final_cpu_request_m']}m / {row['final_cpu_limit_m']}m | "
             f"{row['final_workers'] or '-'} | {'-' if ratio is None else f'{ratio:.1%}'} |"
         )

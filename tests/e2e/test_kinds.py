@@ -24,6 +24,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +56,11 @@ HOUR_MS = 3_600_000
 STS, DS = WorkloadKind.STATEFULSET, WorkloadKind.DAEMONSET
 
 
+def resource(kind: WorkloadKind) -> str:
+    """The kind's resource, as kubectl names it."""
+    return kind.value.lower()
+
+
 @dataclass(frozen=True)
 class Workload:
     kind: WorkloadKind
@@ -64,7 +70,7 @@ class Workload:
 
     @property
     def resource(self) -> str:
-        return self.kind.value.lower()
+        return resource(self.kind)
 
 
 DB = Workload(STS, "db", 2, {"type": "RollingUpdate"})
@@ -153,7 +159,10 @@ def pods_of(kube: KubeSandbox, namespace: str, w: Workload) -> list[dict[str, An
     ]  # fmt: skip
 
 
-def _nodes(kube: KubeSandbox) -> None:
+@contextmanager
+def nodes(kube: KubeSandbox) -> Iterator[None]:
+    """The NODES, Ready with 4 CPUs allocatable, while in the block (other modules read
+    the largest node, so they are deleted after it)."""
     api = KubeApi.from_kubeconfig(str(kube.kubeconfig))
     try:
         for name in NODES:
@@ -167,8 +176,11 @@ def _nodes(kube: KubeSandbox) -> None:
             # Admission taints a new node not-ready until its lifecycle controller (not
             # run here) sees it Ready; a DaemonSet places no pod on it while it is.
             api.patch(f"/api/v1/nodes/{name}", {"spec": {"taints": None}}, MERGE_PATCH)
+        yield
     finally:
         api.close()
+        for node in NODES:
+            kube.kubectl("delete", "node", node, "--wait=false", check=False)
 
 
 def _scheduled(kube: KubeSandbox, namespace: str) -> None:
@@ -236,47 +248,45 @@ def stage(kube: KubeSandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     kube.apply(MANIFESTS / "rbac.yaml")
     prometheus = None
     try:
-        _nodes(kube)
-        # (Kubernetes 1.20 does not set kubernetes.io/metadata.name itself.)
-        labels = {AUTO_PATCH_LABEL: "enabled", "kubernetes.io/metadata.name": namespace}
-        metadata = {"name": namespace, "labels": labels}
-        kube.apply_manifest({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
-        base = scenario("quota-bound")
-        items = [
-            deployment_manifest(
-                base.with_changes(kind=w.kind, deployment=w.name, replicas=w.replicas),
-                namespace=namespace,
-                update_strategy=w.strategy,
-            )
-            for w in WORKLOADS
-        ]
-        kube.kubectl(
-            "create", "-f", "-",
-            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
-        )  # fmt: skip
-        scenarios: list[Scenario] = []
-        for w in WORKLOADS:
-            settle(kube, namespace, w)
-            names = tuple(
-                sorted((w.name, p["metadata"]["name"]) for p in pods_of(kube, namespace, w))
-            )
-            scenarios.append(
-                base.with_changes(
-                    kind=w.kind, deployment=w.name, namespace=namespace,
-                    replicas=w.replicas, pods=names,
+        with nodes(kube):
+            # (Kubernetes 1.20 does not set kubernetes.io/metadata.name itself.)
+            labels = {AUTO_PATCH_LABEL: "enabled", "kubernetes.io/metadata.name": namespace}
+            metadata = {"name": namespace, "labels": labels}
+            kube.apply_manifest({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
+            base = scenario("quota-bound")
+            items = [
+                deployment_manifest(
+                    base.with_changes(kind=w.kind, deployment=w.name, replicas=w.replicas),
+                    namespace=namespace,
+                    update_strategy=w.strategy,
                 )
+                for w in WORKLOADS
+            ]
+            kube.kubectl(
+                "create", "-f", "-",
+                stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
             )  # fmt: skip
-        end = int(time.time() * 1000) // STEP_MS * STEP_MS
-        data = work / "series.om"
-        with data.open("w") as out:
-            write_openmetrics(out, scenarios, end - 2 * HOUR_MS, end, step_ms=STEP_MS)
-        prometheus = PrometheusServer.with_data(work / "prometheus", [data])
-        yield Stage(kube, namespace, prometheus)
+            scenarios: list[Scenario] = []
+            for w in WORKLOADS:
+                settle(kube, namespace, w)
+                names = tuple(
+                    sorted((w.name, p["metadata"]["name"]) for p in pods_of(kube, namespace, w))
+                )
+                scenarios.append(
+                    base.with_changes(
+                        kind=w.kind, deployment=w.name, namespace=namespace,
+                        replicas=w.replicas, pods=names,
+                    )
+                )  # fmt: skip
+            end = int(time.time() * 1000) // STEP_MS * STEP_MS
+            data = work / "series.om"
+            with data.open("w") as out:
+                write_openmetrics(out, scenarios, end - 2 * HOUR_MS, end, step_ms=STEP_MS)
+            prometheus = PrometheusServer.with_data(work / "prometheus", [data])
+            yield Stage(kube, namespace, prometheus)
     finally:
         kube.kubectl("delete", "throttlepolicy", namespace, "--wait=false", check=False)
         kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-        for node in NODES:
-            kube.kubectl("delete", "node", node, "--wait=false", check=False)
         if prometheus is not None:
             prometheus.stop()
 

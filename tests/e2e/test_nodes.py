@@ -1,4 +1,5 @@
-"""The largest node's allocatable CPU, read as the operator reads it: its own identity."""
+"""The largest and smallest node's allocatable CPU, read as the operator reads it: its own
+identity."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from unthrottle.model.workload import NodeCpu
 from unthrottle.sandbox.kube import KubeSandbox
 from unthrottle.sources.kubeapi import MERGE_PATCH, KubeApi
 from unthrottle.sources.kubernetes import KubernetesSource
@@ -43,11 +45,11 @@ def nodes(kube: KubeSandbox) -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("nodes")
-def test_the_operator_reads_the_largest_schedulable_node(kube: KubeSandbox) -> None:
+def test_the_operator_reads_the_largest_and_smallest_schedulable_node(kube: KubeSandbox) -> None:
     kube.apply(MANIFESTS / "namespace.yaml")
     kube.apply(MANIFESTS / "rbac.yaml")
     source = KubernetesSource.from_kubeconfig(str(kube.operator_kubeconfig))
     try:
-        assert source.largest_node_cpu() == 4000
+        assert source.node_cpu() == NodeCpu(largest=4000, smallest=1500)
     finally:
         source.close()

@@ -429,6 +429,7 @@ def test_recommend_mode_annotates_and_writes_trec(operator: Operator) -> None:
         "recommended": 1,
         "patched": 0,
         "skipped": 0,
+        "settling": 0,
     }
     (top,) = status["topOffenders"]
     assert (top["namespace"], top["name"], top["container"]) == (w.namespace, w.name, "app")

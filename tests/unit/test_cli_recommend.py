@@ -75,6 +75,8 @@ EXAMPLE: dict[str, Any] = {
 
 OUTPUT_KEYS = {
     "cpuRequest",
+    "cpuRequestLowerBound",
+    "cpuRequestUpperBound",
     "cpuLimit",
     "cpuBurstUs",
     "memoryRequest",
@@ -125,6 +127,8 @@ def test_json_output_worked_example(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert set(fields) == OUTPUT_KEYS
     assert fields["reason"] is None
     assert fields["cpuRequest"] == "900m"
+    # p95 and p99.9 of demand + 50%: the band a current request is kept within
+    assert (fields["cpuRequestLowerBound"], fields["cpuRequestUpperBound"]) == ("750m", "980m")
     assert fields["cpuLimit"] == "1800m"
     assert fields["cpuBurstUs"] == 50000
     assert fields["memoryRequest"] == "428Mi"
@@ -165,7 +169,7 @@ def test_the_largest_node_caps_the_limit(
     assert fields["cpuLimit"] == "1500m"
     assert fields["projectedThrottleRatio"] > EXAMPLE["policy"]["throttleTarget"]
     assert "capped" in fields["diagnosis"]
-    assert "capped at the largest node's allocatable CPU 1500m" in fields["explanation"]
+    assert "capped at the node's allocatable CPU 1500m" in fields["explanation"]
 
 
 def test_default_output_is_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

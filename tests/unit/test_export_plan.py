@@ -8,10 +8,12 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from tests.unit.test_plan import fetch_result, stats
 from tests.unit.test_plan import manifest as plan_manifest
 
+from unthrottle.cli.explain import Target, explain_text, parse_target
 from unthrottle.cli.export import (
     KUSTOMIZATION,
     export_decisions,
@@ -22,13 +24,14 @@ from unthrottle.cli.reading import Reading
 from unthrottle.cli.report import report_plan
 from unthrottle.model.names import LAST_PATCHED_ANNOTATION
 from unthrottle.model.policy import ThrottlePolicySpec
-from unthrottle.model.workload import WorkloadStats
+from unthrottle.model.workload import WorkloadKind, WorkloadStats
 from unthrottle.reconcile.snapshot import Instant
 from unthrottle.sources.kubernetes import deployment_info
 from unthrottle.sources.prometheus import PrometheusConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = Instant.from_ms(1_767_225_600_000)
+HOUR_MS = 3_600_000
 
 
 def manifest(name: str, *, rolling: bool = False, last_patched: str | None = None) -> Any:
@@ -41,8 +44,13 @@ def manifest(name: str, *, rolling: bool = False, last_patched: str | None = Non
     return found
 
 
-def reading(manifests: list[Any], throttled: float = 0.6, **spec: Any) -> Reading:
-    deployments = [deployment_info(m, "WEB_CONCURRENCY") for m in manifests]
+def reading(
+    manifests: list[Any],
+    throttled: float = 0.6,
+    kind: WorkloadKind = WorkloadKind.DEPLOYMENT,
+    **spec: Any,
+) -> Reading:
+    deployments = [deployment_info(m, "WEB_CONCURRENCY", kind) for m in manifests]
     fetched = fetch_result(
         tuple(WorkloadStats(ref=d.ref, containers=(stats(throttled),), pods=1) for d in deployments)
     )
@@ -82,6 +90,22 @@ def test_a_patch_holds_only_the_owned_fields_and_names_its_target() -> None:
     fields = {(c.container, c.field): (c.before, c.after) for c in patch.changes}
     assert fields[("app", "cpu limit")] == ("300m", "600m")
     assert patch.file_name == "deployment_shop_a.yaml"
+
+
+@pytest.mark.parametrize("kind", [WorkloadKind.STATEFULSET, WorkloadKind.DAEMONSET])
+def test_a_statefulsets_or_daemonsets_patch_and_explanation_name_its_kind(
+    kind: WorkloadKind,
+) -> None:
+    r = reading([manifest("db")], kind=kind)
+    plan = report_plan(r.fetched, r.policy, r.deployments, now=NOW)
+    ((workload, decision),) = export_decisions(plan, r, NOW)
+    (patch,), _ = exported([(workload, decision)])
+    assert (patch.body["apiVersion"], patch.body["kind"]) == ("apps/v1", kind.value)
+    assert patch.body["metadata"] == {"name": "db", "namespace": "shop"}
+    assert set(patch.body["spec"]) == {"template"}
+    assert patch.file_name == f"{kind.value.lower()}_shop_db.yaml"
+    text = explain_text(workload.outcome, "export line", r.policy.throttle_target, HOUR_MS)
+    assert text.startswith(f"{kind.value} shop/db  (tier "), text
 
 
 def test_partial_data_exports_nothing() -> None:
@@ -139,3 +163,36 @@ def test_the_kubectl_plugin_entry_point_is_installed_and_resolves() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, name = scripts["kubectl-unthrottle"].partition(":")
     assert callable(getattr(import_module(module), name))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("shop/checkout", Target("shop", None, "checkout")),
+        ("checkout", Target("", None, "checkout")),
+        # The kind, as export's summary prints it, or as kubectl users write it.
+        ("shop/statefulset/db", Target("shop", WorkloadKind.STATEFULSET, "db")),
+        ("shop/StatefulSet/db", Target("shop", WorkloadKind.STATEFULSET, "db")),
+        ("shop/sts/db", Target("shop", WorkloadKind.STATEFULSET, "db")),
+        ("kube-system/ds/agent", Target("kube-system", WorkloadKind.DAEMONSET, "agent")),
+        ("shop/deployments/web", Target("shop", WorkloadKind.DEPLOYMENT, "web")),
+        ("shop/deploy/web", Target("shop", WorkloadKind.DEPLOYMENT, "web")),
+    ],
+)
+def test_explain_targets(text: str, expected: Target) -> None:
+    assert parse_target(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("shop/cronjob/db", "'cronjob' in 'shop/cronjob/db' is not a workload kind"),
+        ("shop/", "give NS/NAME, NS/KIND/NAME"),
+        ("/db", "give NS/NAME"),
+        ("a/b/c/d", "give NS/NAME"),
+        ("", "give NS/NAME"),
+    ],
+)
+def test_explain_targets_refused_with_one_line(text: str, says: str) -> None:
+    error = parse_target(text)
+    assert isinstance(error, str) and says in error and "\n" not in error

@@ -225,6 +225,25 @@ def test_step_keeps_small_decreases(current: int | None, recommended: int, expec
     assert step(current, recommended, PatchPolicy()) == expected
 
 
+@pytest.mark.parametrize(
+    ("current", "recommended", "expected"),
+    [
+        (570, 510, 570),  # the next window's p95 is lower: inside the band, kept
+        (570, 610, 570),  # ... or higher: kept too (no 510m → 610m ping-pong)
+        (280, 610, 280),  # the band's bottom is inside
+        (640, 510, 640),  # and its top
+        (270, 610, 540),  # under the band: moves, within the step limits (× 2)
+        (2000, 510, 510),  # above it: cut to the request
+        (690, 630, 690),  # above it, but a decrease within minChange is still noise
+        (None, 510, 510),  # nothing to keep
+    ],
+)
+def test_a_request_inside_its_band_is_kept(
+    current: int | None, recommended: int, expected: int
+) -> None:
+    assert step(current, recommended, PatchPolicy(), band=(280, 640)) == expected
+
+
 # --------------------------------------------------------------------------- cooldown, slots
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from unthrottle.engine.memory import recommend_memory
+from unthrottle.engine.memory import grows, recommend_memory
 from unthrottle.engine.workers import WorkerPlan
 from unthrottle.model.policy import MemoryPolicy
 from unthrottle.model.quantity import parse_bytes
@@ -57,3 +57,35 @@ def test_an_oom_killed_container_without_a_limit_is_never_cut() -> None:
     # With a limit, the kill was the limit's: sized from it, as before.
     limited = ContainerResources(name="app", memory_request=512 * MI, memory_limit=512 * MI)
     assert recommend_memory(MemoryPolicy(), killed, limited, SAME_WORKERS).limit == 717 * MI
+
+
+def test_a_growing_containers_memory_is_never_lowered() -> None:
+    # +40 MiB/h: the pods restarted by the last patch are 4 h old and read 563Mi, where
+    # the limit of 1018Mi was sized at 6 h of age. Cutting it restarts them again.
+    forty_mib_an_hour = 40 * MI / 3600
+    six_hours, two_hours_ms = 6 * 3600, 2 * 3600 * 1000
+    limited = ContainerResources(name="app", memory_request=1018 * MI, memory_limit=1018 * MI)
+    young = memory("563Mi", slope=forty_mib_an_hour)
+    assert grows(young, six_hours)
+    plan = recommend_memory(
+        MemoryPolicy(), young, limited, SAME_WORKERS, two_hours_ms, window_seconds=six_hours
+    )
+    assert plan.limit == plan.request == 1018 * MI  # not (563 + 80) × 1.4 = 901Mi
+    assert any("growing: kept" in note for note in plan.notes)
+    # Not growing (flat, or a slope that is noise over the window): sized from RSS.
+    for stats in (memory("563Mi"), memory("563Mi", slope=1.0)):
+        assert not grows(stats, six_hours)
+        flat = recommend_memory(
+            MemoryPolicy(), stats, limited, SAME_WORKERS, two_hours_ms, window_seconds=six_hours
+        )
+        assert flat.limit is not None and flat.limit < 1018 * MI
+    # A memory.maxLimit under today's limit still binds.
+    capped = recommend_memory(
+        MemoryPolicy(maxLimit="900Mi"),
+        young,
+        limited,
+        SAME_WORKERS,
+        two_hours_ms,
+        window_seconds=six_hours,
+    )
+    assert capped.limit == 900 * MI

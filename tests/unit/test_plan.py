@@ -23,7 +23,7 @@ from unthrottle.model.names import (
 from unthrottle.model.policy import ThrottlePolicySpec
 from unthrottle.model.recommendation import output_fields
 from unthrottle.model.stats import ContainerStats
-from unthrottle.model.workload import WorkloadRef, WorkloadStats
+from unthrottle.model.workload import NodeCpu, WorkloadRef, WorkloadStats
 from unthrottle.reconcile.plan import PassPlan, plan_pass, plan_rollbacks
 from unthrottle.reconcile.scope import OperatorScope, Rival
 from unthrottle.reconcile.snapshot import (
@@ -474,7 +474,10 @@ def test_a_skip_is_told_once_when_the_first_container_has_no_recommendation() ->
 def test_the_largest_node_caps_the_limit_and_a_capped_container_is_warned_once() -> None:
     def one_pass(previous: dict[tuple[str, str], Any]) -> PassPlan:
         shot = snapshot(
-            [manifest("shop", "a")], labels=AUTO, largest_node_cpu=500, recommendations=previous
+            [manifest("shop", "a")],
+            labels=AUTO,
+            node_cpu=NodeCpu(largest=500, smallest=500),
+            recommendations=previous,
         )
         return plan_pass(policy(mode="AutoPatch"), shot, NOW)
 
@@ -484,7 +487,7 @@ def test_the_largest_node_caps_the_limit_and_a_capped_container_is_warned_once()
     # 60% throttled at 300m wants 1080m; no node has more than 500m to give.
     assert container["recommended"]["cpuLimit"] == "500m"
     assert "capped" in container["diagnosis"]
-    assert "largest node's allocatable CPU" in container["explanation"]
+    assert "the node's allocatable CPU" in container["explanation"]
     assert [(e.reason, e.warning) for e in workload.events] == [
         ("Patched", False),
         ("Capped", True),
@@ -506,7 +509,9 @@ def test_a_throttled_limit_above_cpu_max_limit_is_kept_not_lowered() -> None:
 
 def test_a_pod_no_node_can_hold_is_not_patched() -> None:
     # No limit (limitPolicy Unset): the request 540m is the pod's, and no node has it.
-    shot = snapshot([manifest("shop", "a")], labels=AUTO, largest_node_cpu=500)
+    shot = snapshot(
+        [manifest("shop", "a")], labels=AUTO, node_cpu=NodeCpu(largest=500, smallest=500)
+    )
     plan = plan_pass(policy(mode="AutoPatch", cpu={"limitPolicy": "Unset"}), shot, NOW)
     assert patched(plan) == []
     reason = plan.workloads[0].trec_status["containers"][0]["reason"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from unthrottle.model.workload import WorkloadStats
-from unthrottle.sources.prometheus_aggregate import Ksm, Tables, assemble
+from unthrottle.sources.prometheus_aggregate import assemble
 from unthrottle.sources.prometheus_queries import Resolution
+from unthrottle.sources.prometheus_rows import Ksm, Tables
 
 WINDOW = 3600
 STEP = 30

@@ -13,6 +13,7 @@ from itertools import islice
 
 import pytest
 
+from unthrottle.model.workload import WorkloadKind
 from unthrottle.sim.cfs import (
     CfsGroup,
     JobResult,
@@ -465,6 +466,25 @@ def test_openmetrics_series_and_labels() -> None:
         for name, labels, _, _ in samples
         if name.startswith("kube_")
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "pod_name"),
+    [
+        (WorkloadKind.STATEFULSET, r"db-[01]"),
+        (WorkloadKind.DAEMONSET, r"db-[b-z2-9]{5}"),
+    ],
+)
+def test_a_statefulsets_or_daemonsets_pods_are_owned_by_it_and_named_by_its_controller(
+    kind: WorkloadKind, pod_name: str
+) -> None:
+    s = scenario("quota-bound").with_changes(kind=kind, deployment="db", replicas=2)
+    _, samples = _parse(_window([s]))
+    owners = [labels for name, labels, _, _ in samples if name == "kube_pod_owner"]
+    assert {(o["owner_kind"], o["owner_name"]) for o in owners} == {(kind.value, "db")}
+    pods = {o["pod"] for o in owners}
+    assert len(pods) == 2 and all(re.fullmatch(pod_name, pod) for pod in pods), pods
+    assert not [name for name, *_ in samples if name == "kube_replicaset_owner"]
 
 
 def test_openmetrics_counters_tell_the_throttle_story() -> None:

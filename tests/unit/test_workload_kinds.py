@@ -14,11 +14,12 @@ from unthrottle.model.status import ContainerAction, TargetRef
 from unthrottle.model.workload import (
     ALL_KINDS,
     DeploymentInfo,
+    NodeCpu,
     WorkloadKind,
     WorkloadRef,
     WorkloadStats,
 )
-from unthrottle.reconcile.plan import PassPlan, plan_pass, trec_names
+from unthrottle.reconcile.plan import PassPlan, plan_pass
 from unthrottle.reconcile.scope import OperatorScope
 from unthrottle.reconcile.snapshot import (
     ClusterSnapshot,
@@ -27,9 +28,11 @@ from unthrottle.reconcile.snapshot import (
     PolicyObject,
     parse_policy,
 )
+from unthrottle.reconcile.status import trec_names
 from unthrottle.sources.kubernetes import applied_bursts, deployment_info
-from unthrottle.sources.prometheus_aggregate import Ksm, Tables, assemble
+from unthrottle.sources.prometheus_aggregate import assemble
 from unthrottle.sources.prometheus_queries import Resolution
+from unthrottle.sources.prometheus_rows import Ksm, Tables
 
 NOW = Instant.from_ms(1_767_225_600_000)
 STS, DS, DEPLOY = WorkloadKind.STATEFULSET, WorkloadKind.DAEMONSET, WorkloadKind.DEPLOYMENT
@@ -232,7 +235,11 @@ def stats(workload: DeploymentInfo) -> ContainerStats:
     )
 
 
-def plan(manifests: list[tuple[WorkloadKind, dict[str, Any]]], **spec: Any) -> PassPlan:
+def plan(
+    manifests: list[tuple[WorkloadKind, dict[str, Any]]],
+    node_cpu: NodeCpu | None = None,
+    **spec: Any,
+) -> PassPlan:
     parsed = parse_policy(
         {
             "metadata": {"name": "p", "generation": 1, "creationTimestamp": "2026-01-01T00:00:00Z"},
@@ -250,6 +257,7 @@ def plan(manifests: list[tuple[WorkloadKind, dict[str, Any]]], **spec: Any) -> P
         namespace_labels={"shop": {AUTO_PATCH_LABEL: "enabled"}},
         deployments=found,
         metrics=metrics,
+        node_cpu=node_cpu,
     )
     return plan_pass(parsed, shot, NOW)
 
@@ -275,6 +283,37 @@ def test_a_statefulset_and_a_daemonset_are_patched_and_their_trecs_name_their_ki
         assert (target.kind, target.name, workload.name) == (kind, name, name)
     (event,) = (e for e in by_kind[DS].events if e.reason == "Patched")
     assert "maxUnavailable" in event.message
+
+
+def test_a_daemonset_pod_must_fit_the_smallest_node_and_others_the_largest() -> None:
+    # No limit (limitPolicy Unset): each pod asks 540m. A DaemonSet runs one on every
+    # node, the 500m one too; a Deployment's pod lands on one node, the 4-core one fits.
+    nodes = NodeCpu(largest=4000, smallest=500)
+    result = plan(
+        [(DS, manifest(DS, "agent")), (DEPLOY, manifest(DEPLOY, "web"))],
+        nodes,
+        cpu={"limitPolicy": "Unset"},
+        patch={"maxConcurrentRollouts": 2},
+    )
+    by_kind = {w.deployment.kind: w for w in result.workloads}
+    assert by_kind[DEPLOY].patch is not None
+    assert by_kind[DS].patch is None
+    (container,) = by_kind[DS].outcome.decision.containers
+    assert container.reason == (
+        "unschedulable: the pod would request 540m CPU, more than the smallest node's "
+        "allocatable 500m"
+    )
+    # With a limit, the DaemonSet's is capped at the smallest node, the Deployment's not.
+    capped = plan(
+        [(DS, manifest(DS, "agent")), (DEPLOY, manifest(DEPLOY, "web"))],
+        nodes,
+        patch={"maxConcurrentRollouts": 2},
+    )
+    limits = {
+        w.deployment.kind: w.trec_status["containers"][0]["recommended"]["cpuLimit"]
+        for w in capped.workloads
+    }
+    assert limits[DS] == "500m" and limits[DEPLOY] != "500m"
 
 
 def test_on_delete_takes_no_rollout_slot_and_says_nothing_restarts() -> None:

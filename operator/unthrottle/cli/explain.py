@@ -1,4 +1,4 @@
-"""``unthrottle explain NS/NAME``: one workload's recommendation, as a person reads it.
+"""``unthrottle explain NS/[KIND/]NAME``: one workload's recommendation, as a person reads it.
 
 The same reading and plan as ``report`` and ``export`` (the operator's), narrowed to one
 workload: per container what runs now, what is recommended, the evidence behind it (the
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from unthrottle.cli.export import change_text, export_decisions, exported
@@ -19,10 +20,11 @@ from unthrottle.cli.report import report_plan
 from unthrottle.model.quantity import describe_bytes, format_duration
 from unthrottle.model.recommendation import NoRecommendation, Recommendation, RecommendationResult
 from unthrottle.model.stats import ContainerResources
+from unthrottle.model.workload import WorkloadKind
 from unthrottle.reconcile.snapshot import Instant
 from unthrottle.reconcile.status import WorkloadOutcome, cpu_text, memory_text
 
-__all__ = ["explain_text", "register", "run"]
+__all__ = ["Target", "explain_text", "parse_target", "register", "run"]
 
 EXIT_NOT_FOUND = 4
 
@@ -33,7 +35,11 @@ def register(commands: Any) -> None:
         help="one workload's recommendation with its evidence and reasoning",
         description="Explain the recommendation for one workload (NS/NAME, or NAME with -n).",
     )
-    parser.add_argument("target", metavar="NS/NAME", help="the workload, e.g. shop/checkout")
+    parser.add_argument(
+        "target",
+        metavar="NS/NAME",
+        help="the workload, e.g. shop/checkout, or with its kind: shop/statefulset/db",
+    )
     add_reading_arguments(parser, cluster=True)
     parser.set_defaults(run=run)
 
@@ -95,33 +101,63 @@ def _container_lines(outcome: WorkloadOutcome, target: float, window_ms: int) ->
 
 def explain_text(outcome: WorkloadOutcome, export_line: str, target: float, window: int) -> str:
     """The explanation of one workload (``export_line``: what export would do)."""
-    head = f"{outcome.ref.kind} {outcome.ref}  (tier {outcome.tier.value})"
+    ref = outcome.ref  # its kind first, so not as str(ref) names a StatefulSet's
+    head = f"{ref.kind.value} {ref.namespace}/{ref.name}  (tier {outcome.tier.value})"
     lines = [head, *_container_lines(outcome, target, window), "", export_line]
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class Target:
+    """The workload asked for: ``NS/NAME``, ``NS/KIND/NAME`` or ``NAME`` (namespace "")."""
+
+    namespace: str
+    kind: WorkloadKind | None  # None: any kind of that name
+    name: str
+
+
+def parse_target(text: str) -> Target | str:
+    """``shop/checkout``, ``shop/statefulset/db`` (as export's summary prints it; kubectl's
+    kind names and short names), or ``checkout``; else the one-line error."""
+    parts = text.split("/")
+    kind: WorkloadKind | None = None
+    if len(parts) == 3:
+        kind = WorkloadKind.from_kubectl(parts[1])
+        if kind is None:
+            return (
+                f"{parts[1]!r} in {text!r} is not a workload kind "
+                "(deployment, statefulset or daemonset)"
+            )
+        parts = [parts[0], parts[2]]
+    if len(parts) > 2 or not all(parts):
+        return f"give NS/NAME, NS/KIND/NAME, or NAME with one -n NS (got {text!r})"
+    return Target(parts[0] if len(parts) == 2 else "", kind, parts[-1])
+
+
 def run(args: argparse.Namespace) -> int:
-    namespace, _, name = args.target.rpartition("/")
-    if not name or (not namespace and len(args.namespace) != 1 and not args.kubectl):
-        print(
-            f"unthrottle explain: give NS/NAME, or NAME with one -n NS (got {args.target!r})",
-            file=sys.stderr,
-        )
+    target = parse_target(args.target)
+    no_namespace = not isinstance(target, str) and not target.namespace
+    if no_namespace and len(args.namespace) != 1 and not args.kubectl:
+        target = f"give NS/NAME, or NAME with one -n NS (got {args.target!r})"
+    if isinstance(target, str):
+        print(f"unthrottle explain: {target}", file=sys.stderr)
         return EXIT_USAGE
+    namespace, name = target.namespace, target.name
     if namespace:
         args.namespace, args.all_namespaces = [namespace], False
     reading = read(args, "explain")
     if isinstance(reading, int):
         return reading
-    mine = [d for d in reading.deployments or () if d.ref.name == name]
+    mine = [
+        d for d in reading.deployments or () if d.ref.name == name and target.kind in (None, d.kind)
+    ]
     now = Instant.from_ms(int(reading.fetched.end * 1000))
-    plan = report_plan(
-        reading.fetched, reading.policy, mine, now=now, largest_node_cpu=reading.largest_node_cpu
-    )
+    plan = report_plan(reading.fetched, reading.policy, mine, now=now, node_cpu=reading.node_cpu)
     if not plan.workloads:
         where = namespace or ", ".join(reading.namespaces or ())
         print(
-            f"unthrottle explain: no workload {name} in scope in namespace {where} "
+            f"unthrottle explain: no {target.kind or 'workload'} {name} in scope in "
+            f"namespace {where} "
             "(absent, opted out, or not selected by the policy)",
             file=sys.stderr,
         )

@@ -3,7 +3,7 @@
 The plan is the operator's: :func:`unthrottle.cli.report.report_plan` (the pass in
 Recommend mode) gives every container's recommendation, and
 :func:`unthrottle.reconcile.patch.decide` the patch of each workload under the same
-guardrails as AutoPatch (whole data, no HPA on CPU, the largest node, step limits,
+guardrails as AutoPatch (whole data, no HPA on CPU, the nodes' CPU, step limits,
 ``patch.minChange``), except those about rollouts now: a pending rollout, the cooldown
 and the rollout slots (the change lands when the pull request merges, and Git's review
 is its gate). The namespace's ``auto-patch`` label and the policy's mode do not apply.
@@ -100,7 +100,7 @@ def export_decisions(
             now_text=now.text,
             data_partial=bool(reading.fetched.warnings),
             hpa_on_cpu=deployment.ref in reading.cpu_autoscaled,
-            largest_node_cpu=reading.largest_node_cpu,
+            node_cpu=reading.node_cpu,
             rollout_guardrails=False,
         )
         results = {c.name: c.result for c in workload.outcome.decision.containers}
@@ -333,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
         reading.policy,
         reading.deployments,
         now=now,
-        largest_node_cpu=reading.largest_node_cpu,
+        node_cpu=reading.node_cpu,
     )
     patches, unchanged = exported(export_decisions(plan, reading, now))
     summary = sys.stderr if args.output == "json" else sys.stdout

@@ -22,7 +22,12 @@ from unthrottle.cli.charts import AXIS, GRID, HEIGHT, LEFT, TOP, Axes, line_path
 from unthrottle.engine.burst import burst_cores
 from unthrottle.engine.demand import projected_throttle_ratio, survival
 from unthrottle.model.quantity import describe_bytes, format_millicores
-from unthrottle.model.recommendation import Evidence, NoRecommendation, Recommendation
+from unthrottle.model.recommendation import (
+    DemandModel,
+    Evidence,
+    NoRecommendation,
+    Recommendation,
+)
 from unthrottle.model.stats import ContainerStats
 
 if TYPE_CHECKING:  # the report module imports this one
@@ -110,38 +115,14 @@ def _throttle_curve(row: ReportRow, evidence: Evidence, target: float) -> str:
         marks.append(recommended.cpu_limit)
     x_max = max(max(m for m in marks if m is not None) * 1.35, 100.0)
     axes = Axes(x_max, log_y=True, log_floor=RATIO_FLOOR)
-    body = axes.x_ticks(_cpu)
-    for exponent in range(-4, 1):
-        value = 10.0**exponent
-        py = axes.y(value)
-        body.append(
-            f'<line x1="{LEFT}" y1="{py:.1f}" x2="{LEFT + axes.width}" y2="{py:.1f}" '
-            f'stroke="{COLORS["grid"]}"/><text x="{LEFT - 6}" y="{py + 4:.1f}" '
-            f'text-anchor="end">{_ratio(value).replace(".0%", "%")}</text>'
-        )
-    body.append(axes.frame())
+    body = [*axes.x_ticks(_cpu), *_ratio_ticks(axes), axes.frame()]
     body.append(
         f'<path class="projection" d="{_curve_path(axes, lambda x: survival(model, x))}" '
         f'fill="none" stroke="{COLORS["demand"]}" stroke-width="2"/>'
     )
     if recommended is not None and recommended.cpu_burst_us:
-        period = (row.stats.cpu.cfs_period_us if row.stats else None) or DEFAULT_PERIOD_US
-        extra = burst_cores(recommended.cpu_burst_us, period)
-
-        def with_burst(limit: float) -> float:
-            return projected_throttle_ratio(model, round(limit), extra, evidence.demand_mean)
-
-        body.append(
-            f'<path class="projection-burst" d="{_curve_path(axes, with_burst)}" fill="none" '
-            f'stroke="{COLORS["demand"]}" stroke-width="1.4" stroke-dasharray="2 3"/>'
-        )
-    ty = axes.y(target)
-    body.append(
-        f'<line class="target" x1="{LEFT}" y1="{ty:.1f}" x2="{LEFT + axes.width}" '
-        f'y2="{ty:.1f}" stroke="{COLORS["target"]}" stroke-dasharray="6 4" stroke-width="1.4"/>'
-        f'<text x="{LEFT + axes.width - 4}" y="{ty - 5:.1f}" text-anchor="end" '
-        f'style="fill:{COLORS["target"]}">target {_ratio(target)}</text>'
-    )
+        body.append(_burst_curve(axes, row, model, recommended.cpu_burst_us, evidence.demand_mean))
+    body.append(_target_line(axes, target))
     if current.cpu_limit is not None:
         body.append(_vline(axes, current.cpu_limit, "current-limit", COLORS["current"], "now"))
         body.append(_dot(axes, current.cpu_limit, evidence.throttle_ratio, COLORS["current"]))
@@ -161,6 +142,46 @@ def _throttle_curve(row: ReportRow, evidence: Evidence, target: float) -> str:
         "throttle-curve", body, "projected throttle ratio against the CPU limit",
         target=f"{target}",
     )  # fmt: skip
+
+
+def _ratio_ticks(axes: Axes) -> list[str]:
+    """The logarithmic ratio axis: a grid line and a label per power of ten."""
+    body: list[str] = []
+    for exponent in range(-4, 1):
+        value = 10.0**exponent
+        py = axes.y(value)
+        body.append(
+            f'<line x1="{LEFT}" y1="{py:.1f}" x2="{LEFT + axes.width}" y2="{py:.1f}" '
+            f'stroke="{COLORS["grid"]}"/><text x="{LEFT - 6}" y="{py + 4:.1f}" '
+            f'text-anchor="end">{_ratio(value).replace(".0%", "%")}</text>'
+        )
+    return body
+
+
+def _burst_curve(
+    axes: Axes, row: ReportRow, model: DemandModel, burst_us: int, demand_mean: float
+) -> str:
+    """The projected throttle ratio with the recommended burst, against the limit."""
+    period = (row.stats.cpu.cfs_period_us if row.stats else None) or DEFAULT_PERIOD_US
+    extra = burst_cores(burst_us, period)
+
+    def with_burst(limit: float) -> float:
+        return projected_throttle_ratio(model, round(limit), extra, demand_mean)
+
+    return (
+        f'<path class="projection-burst" d="{_curve_path(axes, with_burst)}" fill="none" '
+        f'stroke="{COLORS["demand"]}" stroke-width="1.4" stroke-dasharray="2 3"/>'
+    )
+
+
+def _target_line(axes: Axes, target: float) -> str:
+    ty = axes.y(target)
+    return (
+        f'<line class="target" x1="{LEFT}" y1="{ty:.1f}" x2="{LEFT + axes.width}" '
+        f'y2="{ty:.1f}" stroke="{COLORS["target"]}" stroke-dasharray="6 4" stroke-width="1.4"/>'
+        f'<text x="{LEFT + axes.width - 4}" y="{ty - 5:.1f}" text-anchor="end" '
+        f'style="fill:{COLORS["target"]}">target {_ratio(target)}</text>'
+    )
 
 
 def _dot(axes: Axes, x: float, ratio: float, color: str) -> str:

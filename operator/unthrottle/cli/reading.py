@@ -5,7 +5,7 @@ URL, credentials and matchers, the operator's own configuration builder), and th
 server when a kubeconfig is given or the command needs it: the namespaces and workloads
 the operator's selectors choose (``namespaceSelector``, ``selector``, with ``-n``,
 ``--namespace-selector`` and ``-l`` narrowing them), their configuration and applied
-burst, and for ``export`` the facts its guardrails need (HPAs on CPU, the largest node).
+burst, and for ``export`` the facts its guardrails need (HPAs on CPU, the nodes' allocatable CPU).
 
 Run as the kubectl plugin (``kubectl unthrottle``) the kubeconfig is kubectl's
 (``KUBECONFIG``, else ~/.kube/config; ``--context``) and the namespace defaults to the
@@ -30,7 +30,7 @@ from unthrottle.model.fields import unknown_fields, unknown_keys, validation_mes
 from unthrottle.model.names import SYSTEM_NAMESPACES
 from unthrottle.model.policy import MIN_WINDOW_MS, ThrottlePolicySpec, Tier
 from unthrottle.model.quantity import QuantityError, format_duration, parse_duration_ms
-from unthrottle.model.workload import DeploymentInfo, WorkloadRef
+from unthrottle.model.workload import DeploymentInfo, NodeCpu, WorkloadRef
 from unthrottle.reconcile.read import prometheus_config
 from unthrottle.reconcile.scope import unusable_text
 from unthrottle.sources.kubeapi import KubeApi
@@ -72,9 +72,10 @@ class Reading:
     namespaces: list[str] | None
     deployments: list[DeploymentInfo] | None = None  # None: not read from the API server
     cpu_autoscaled: frozenset[WorkloadRef] = field(default_factory=frozenset)
-    largest_node_cpu: int | None = None
+    node_cpu: NodeCpu | None = None
 
 
+# Long: one declaration per flag, in the order --help lists them, read best as one table.
 def add_reading_arguments(parser: argparse.ArgumentParser, *, cluster: bool = False) -> None:
     """The flags of Prometheus, the policy and the scope (``cluster``: the API server is read
     always, with kubectl's default kubeconfig when none is given)."""
@@ -264,7 +265,7 @@ class _Cluster:
     deployments: list[DeploymentInfo]
     owners: dict[tuple[str, str], str]
     cpu_autoscaled: frozenset[WorkloadRef] = frozenset()
-    largest_node_cpu: int | None = None
+    node_cpu: NodeCpu | None = None
 
 
 def _read_cluster(
@@ -295,7 +296,7 @@ def _read_cluster(
         if args.needs_cluster:
             cluster.cpu_autoscaled = frozenset(kube.cpu_autoscaled(namespaces))
             try:
-                cluster.largest_node_cpu = kube.largest_node_cpu()
+                cluster.node_cpu = kube.node_cpu()
             except KubernetesError as exc:
                 if exc.status != FORBIDDEN:
                     raise
@@ -316,13 +317,10 @@ def _fail(command: str, message: str) -> None:
     print(f"unthrottle {command}: {message}", file=sys.stderr)
 
 
-def read(
-    args: argparse.Namespace,
-    command: str,
-    progress: Callable[[str], None] | None = None,
-) -> Reading | int:
-    """What ``command`` works from, or the exit code after a one-line error."""
-    say = progress or _progress(command)
+def _settings(
+    args: argparse.Namespace, command: str
+) -> tuple[ThrottlePolicySpec, PrometheusConfig] | int:
+    """The policy and the Prometheus configuration of the flags, or the usage exit code."""
     if not args.prometheus_url:
         _fail(command, f"--prometheus-url (or {URL_ENV}) is required")
         return EXIT_USAGE
@@ -341,6 +339,55 @@ def read(
     if (args.selector or args.namespace_selector) and not _uses_cluster(args):
         _fail(command, "--selector needs --kubeconfig (labels come from the API server)")
         return EXIT_USAGE
+    return policy, config
+
+
+def _fetch(
+    config: PrometheusConfig,
+    policy: ThrottlePolicySpec,
+    namespaces: list[str] | None,
+    cluster: _Cluster | None,
+    *,
+    at: float | None,
+    say: Callable[[str], None],
+) -> FetchResult:
+    """One fetch of the policy's window over the namespaces; raises PrometheusError."""
+    with PrometheusSource(config) as source:
+        version = source.build_info().get("version", "?")
+        window = format_duration(policy.window)
+        say(f"Prometheus {version} at {config.display_url}; reading {window}")
+        return source.fetch(
+            policy.window,
+            namespaces=namespaces,
+            end=at,
+            replicaset_owners=cluster.owners if cluster else {},
+        )
+
+
+def _say_fetched(fetched: FetchResult, started: float, say: Callable[[str], None]) -> None:
+    """What the fetch found, and what Prometheus warned of or gave unusable."""
+    containers = sum(len(w.containers) for w in fetched.workloads)
+    say(
+        f"{len(fetched.workloads)} workloads, {containers} containers in "
+        f"{fetched.queries} queries ({time.monotonic() - started:.1f}s)"
+    )
+    if fetched.warnings:
+        say("Prometheus warned the data may be partial: " + "; ".join(fetched.warnings))
+    if fetched.unusable_series:
+        say(unusable_text(fetched.unusable_series) + ": left out")
+
+
+def read(
+    args: argparse.Namespace,
+    command: str,
+    progress: Callable[[str], None] | None = None,
+) -> Reading | int:
+    """What ``command`` works from, or the exit code after a one-line error."""
+    say = progress or _progress(command)
+    settings = _settings(args, command)
+    if isinstance(settings, int):
+        return settings
+    policy, config = settings
     started = time.monotonic()
     cluster: _Cluster | None = None
     namespaces: list[str] | None = list(args.namespace) or None
@@ -355,28 +402,11 @@ def read(
         where = "every namespace" if namespaces is None else f"{len(namespaces)} namespaces"
         say(f"{count} workloads in {where} from the API")
     try:
-        with PrometheusSource(config) as source:
-            version = source.build_info().get("version", "?")
-            window = format_duration(policy.window)
-            say(f"Prometheus {version} at {config.display_url}; reading {window}")
-            fetched = source.fetch(
-                policy.window,
-                namespaces=namespaces,
-                end=args.at,
-                replicaset_owners=cluster.owners if cluster else {},
-            )
+        fetched = _fetch(config, policy, namespaces, cluster, at=args.at, say=say)
     except PrometheusError as exc:
         _fail(command, str(exc))
         return EXIT_PROMETHEUS
-    containers = sum(len(w.containers) for w in fetched.workloads)
-    say(
-        f"{len(fetched.workloads)} workloads, {containers} containers in "
-        f"{fetched.queries} queries ({time.monotonic() - started:.1f}s)"
-    )
-    if fetched.warnings:
-        say("Prometheus warned the data may be partial: " + "; ".join(fetched.warnings))
-    if fetched.unusable_series:
-        say(unusable_text(fetched.unusable_series) + ": left out")
+    _say_fetched(fetched, started, say)
     if fetched.missing_series:
         missing = ", ".join(sorted(fetched.missing_series))
         _fail(command, f"required series missing in {config.display_url}: {missing}")
@@ -390,5 +420,5 @@ def read(
         namespaces,
         cluster.deployments,
         cluster.cpu_autoscaled,
-        cluster.largest_node_cpu,
+        cluster.node_cpu,
     )

@@ -37,7 +37,7 @@ from unthrottle.model.recommendation import (
     output_fields,
 )
 from unthrottle.model.stats import ContainerResources, ContainerStats
-from unthrottle.model.workload import DeploymentInfo, WorkloadRef
+from unthrottle.model.workload import DeploymentInfo, NodeCpu, WorkloadRef
 from unthrottle.reconcile.plan import PassPlan, plan_pass
 from unthrottle.reconcile.scope import OperatorScope
 from unthrottle.reconcile.snapshot import ClusterSnapshot, Instant, MetricsSnapshot, PolicyObject
@@ -106,7 +106,7 @@ def report_plan(
     deployments: list[DeploymentInfo] | None = None,
     *,
     now: Instant | None = None,
-    largest_node_cpu: int | None = None,
+    node_cpu: NodeCpu | None = None,
 ) -> PassPlan:
     """The operator's own plan of a pass over what was read, in Recommend mode, so the
     report (and export) and the operator cannot disagree on a number.
@@ -130,7 +130,7 @@ def report_plan(
             warnings=tuple(fetched.warnings),
             unusable_series=fetched.unusable_series,
         ),
-        largest_node_cpu=largest_node_cpu,
+        node_cpu=node_cpu,
     )
     recommend_only = policy.model_copy(update={"mode": Mode.RECOMMEND})
     report = PolicyObject(REPORT_POLICY, 0, ("", REPORT_POLICY), recommend_only)

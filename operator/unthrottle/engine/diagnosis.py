@@ -11,16 +11,18 @@
 |                           | r > τ; or, concurrency unknown and usage not pinned at L,      |
 |                           | r > 0.3 and mean usage < 0.5 core (seed 001's GIL alert)       |
 | over-provisioned          | r ≤ τ and the recommended request < 50% of the current request |
-| memory-growth             | RSS slope × 7 days ≥ 25% of max RSS (a week at this rate adds  |
-|                           | a quarter) and slope × window ≥ 5% of it (a trend, not noise)  |
+| memory-growth             | RSS grows (:func:`.memory.grows`): slope × 7 days ≥ 25% of max |
+|                           | RSS and slope × window ≥ 5% of it (a trend, not noise)         |
 | oom-killed                | at least one OOMKilled termination in the window               |
-| capped                    | cpu.maxLimit or the largest node's allocatable CPU binds below |
-|                           | the limit the target needs (the projection stays above τ)      |
+| capped                    | cpu.maxLimit or the node's allocatable CPU (the largest's; a   |
+|                           | DaemonSet's, the smallest's) binds below the limit the target  |
+|                           | needs (the projection stays above τ)                           |
 | healthy                   | none of the above                                              |
 """
 
 from __future__ import annotations
 
+from unthrottle.engine.memory import grows
 from unthrottle.model.quantity import MILLICORES_PER_CORE
 from unthrottle.model.recommendation import Diagnosis
 from unthrottle.model.stats import ContainerStats
@@ -31,9 +33,6 @@ QUOTA_BOUND_USAGE_OF_LIMIT = 0.9
 GIL_RULE_THROTTLE = 0.3  # seed 001's PossibleGILContention alert: throttled > 0.3 ...
 GIL_RULE_USAGE_MILLICORES = 500  # ... while usage < 0.5 core
 OVER_PROVISIONED_FRACTION = 0.5
-MEMORY_GROWTH_OF_MAX = 0.25
-MEMORY_GROWTH_HORIZON_SECONDS = 7 * 86_400
-MEMORY_GROWTH_IN_WINDOW_OF_MAX = 0.05
 
 
 def _oversubscribed(stats: ContainerStats, workers: int | None, target: float) -> bool:
@@ -86,13 +85,7 @@ def diagnose(
         found.append(Diagnosis.OVER_PROVISIONED)
     memory = stats.memory
     if memory is not None:
-        slope = memory.rss_slope_bytes_per_second
-        if (
-            slope is not None
-            and slope > 0
-            and slope * MEMORY_GROWTH_HORIZON_SECONDS >= MEMORY_GROWTH_OF_MAX * memory.rss_bytes.max
-            and slope * cpu.window_seconds >= MEMORY_GROWTH_IN_WINDOW_OF_MAX * memory.rss_bytes.max
-        ):
+        if grows(memory, cpu.window_seconds):
             found.append(Diagnosis.MEMORY_GROWTH)
         if memory.oom_kills > 0:
             found.append(Diagnosis.OOM_KILLED)

@@ -124,14 +124,28 @@ def apply_step_limit(current: int | None, recommended: int, patch: PatchPolicy) 
     return clamp(recommended, max(lowest, 1), max(highest, 1))
 
 
-def step(current: int | None, recommended: int, patch: PatchPolicy) -> int:
+def step(
+    current: int | None,
+    recommended: int,
+    patch: PatchPolicy,
+    *,
+    band: tuple[int, int] | None = None,
+) -> int:
     """The value one patch writes: within the step limits, and never a small decrease.
 
     A decrease of at most ``patch.minChange`` is window-to-window noise: the current value
     is kept, so a patch made for another value does not drag this one down and back up
     (request 560m, recommended 530m at a 10% minChange: 560m stays). An increase is
     written whatever its size: a higher value is the safe side of noise.
+
+    With a ``band`` (a CPU request's, from the tier's neighbouring percentiles,
+    :mod:`.tiers`), a current value inside it is kept as well: the evidence still
+    supports it. Dev tier, one worker of 8 threads unthrottled at 2 cores: the p95 of
+    demand reads 570m, 510m and 610m in three windows, the band about 290m–640m; a
+    request of 570m stays through all three instead of going 570m → 510m → 610m.
     """
+    if current and band is not None and band[0] <= current <= band[1]:
+        return current
     stepped = apply_step_limit(current, recommended, patch)
     if current and stepped < current and relative_change(current, stepped) <= patch.min_change:
         return current

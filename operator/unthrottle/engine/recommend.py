@@ -4,7 +4,8 @@
    or ``insufficient-data``, and nothing else is computed. Counters that contradict
    each other: ``contradictory-evidence`` (:mod:`.evidence`).
 2. Fit the demand model to the throttling counters (:mod:`.demand`).
-3. Tier: request = demand percentile × (1 + headroom), rounded up, within bounds.
+3. Tier: request = demand percentile × (1 + headroom), rounded up, within bounds; its
+   band the same at the percentiles on either side (a current request inside is kept).
 4. Limit per ``limitPolicy``; raised until the projected throttle ratio (with the burst
    allowance, when a node agent applies it) is at or under ``throttleTarget``; whole
    cores when workers follow it.
@@ -18,6 +19,7 @@ recommended (the annotation is what lets an agent apply it later) but is advisor
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -37,7 +39,7 @@ from unthrottle.engine.diagnosis import diagnose
 from unthrottle.engine.evidence import check_evidence
 from unthrottle.engine.guardrails import check_settling, clamp, coverage
 from unthrottle.engine.memory import MemoryPlan, recommend_memory
-from unthrottle.engine.tiers import TIER_RULES, usage_percentile_for
+from unthrottle.engine.tiers import TIER_RULES, usage_percentile
 from unthrottle.engine.workers import (
     WorkerPlan,
     current_workers,
@@ -54,7 +56,12 @@ from unthrottle.model.quantity import (
     round_up,
 )
 from unthrottle.model.recommendation import Evidence, Recommendation, RecommendationResult
-from unthrottle.model.stats import ContainerResources, ContainerStats, WebConcurrencySource
+from unthrottle.model.stats import (
+    ContainerResources,
+    ContainerStats,
+    UsagePercentiles,
+    WebConcurrencySource,
+)
 
 __all__ = ["CPU_GRANULARITY", "burst_applied", "recommend"]
 
@@ -70,6 +77,7 @@ class _CpuPlan:
     notes: tuple[str, ...]
     burst_counted: bool = True  # the projection includes burst_us (an agent applies it)
     capped: bool = False  # a cap binds below the limit the throttle target needs
+    request_band: tuple[int, int] = (0, 0)  # kept within: lower ≤ request ≤ upper
 
 
 def _evidence(stats: ContainerStats, estimate: DemandEstimate, demand_p99: float) -> Evidence:
@@ -93,6 +101,18 @@ def _round_cpu(millicores: float) -> int:
     return round_up(max(1, math.ceil(millicores)), CPU_GRANULARITY)
 
 
+def _tier_request(
+    percentile: str, usage: UsagePercentiles, estimate: DemandEstimate, policy: ThrottlePolicySpec
+) -> tuple[str, float, int]:
+    """The request the tier sizes at one usage percentile: its name, the demand there, and
+    demand × (1 + headroom) rounded up within the policy's bounds."""
+    name, usage_at = usage_percentile(percentile, usage)
+    demand = estimate.percentile(usage_at)
+    headroom = TIER_RULES[policy.tier].headroom
+    sized = _round_cpu(demand * (1.0 + headroom))
+    return name, demand, clamp(sized, policy.cpu.min_request, policy.cpu.max_request)
+
+
 def _plan_cpu(
     stats: ContainerStats,
     policy: ThrottlePolicySpec,
@@ -102,15 +122,17 @@ def _plan_cpu(
     """The request (the tier's percentile of demand), then the limit, step by step."""
     container, bounds = stats.container, policy.cpu
     rule = TIER_RULES[policy.tier]
-    percentile_name, usage_at_percentile = usage_percentile_for(rule, stats.cpu.usage_cores)
-    demand = estimate.percentile(usage_at_percentile)
-    request = clamp(
-        _round_cpu(demand * (1.0 + rule.headroom)), bounds.min_request, bounds.max_request
-    )
+    usage = stats.cpu.usage_cores
+    percentile_name, demand, request = _tier_request(rule.percentile, usage, estimate, policy)
+    lower_name, _, lower = _tier_request(rule.lower_percentile, usage, estimate, policy)
+    upper_name, _, upper = _tier_request(rule.upper_percentile, usage, estimate, policy)
+    lower, upper = min(lower, request), max(upper, request)
     notes = [
         f"{policy.tier.value} tier: request = {percentile_name} demand "
         f"{describe_millicores(math.ceil(demand))} + {rule.headroom:.0%} = "
-        f"{describe_millicores(request)}"
+        f"{describe_millicores(request)}; a current request from "
+        f"{describe_millicores(lower)} to {describe_millicores(upper)} "
+        f"({lower_name} to {upper_name} demand + {rule.headroom:.0%}) is kept"
     ]
     limit_policy = bounds.limit_policy
     if (
@@ -124,7 +146,7 @@ def _plan_cpu(
     if limit_policy is LimitPolicy.UNSET:
         if manage_workers:
             notes.append("no CPU limit; WEB_CONCURRENCY follows requests.cpu")
-        return _CpuPlan(request, None, 0, 0.0, tuple(notes))
+        return _CpuPlan(request, None, 0, 0.0, tuple(notes), request_band=(lower, upper))
     sizing = _LimitSizing(stats, policy, estimate, manage_workers, notes)
     limit = sizing.start(request, limit_policy is LimitPolicy.GUARANTEED)
     limit = sizing.meet_target(limit)
@@ -142,6 +164,10 @@ def _plan_cpu(
         tuple(notes),
         sizing.counted,
         capped,
+        # A kept request stays under the limit, and under Guaranteed it is the limit.
+        request_band=(request, request)
+        if limit_policy is LimitPolicy.GUARANTEED
+        else (min(lower, request), max(request, min(upper, limit))),
     )
 
 
@@ -274,12 +300,13 @@ class _LimitSizing:
 
 
 def _limit_cap(stats: ContainerStats, policy: ThrottlePolicySpec) -> tuple[int | None, str]:
-    """The lower of cpu.maxLimit and the largest node's allocatable CPU, and its name."""
+    """The lower of cpu.maxLimit and the node's allocatable CPU, and its name (the node: the
+    largest, or for a DaemonSet the smallest, :class:`~unthrottle.model.workload.NodeCpu`)."""
     caps = [
         (cap, name)
         for cap, name in (
             (policy.cpu.max_limit, "cpu.maxLimit"),
-            (stats.node_allocatable_cpu, "the largest node's allocatable CPU"),
+            (stats.node_allocatable_cpu, "the node's allocatable CPU"),
         )
         if cap is not None
     ]
@@ -415,7 +442,7 @@ def _keep_workers(
         f"limit kept at {describe_millicores(limit)} so the {before} workers stay "
         "(no CPU oversubscription)"
     )
-    return _CpuPlan(plan.request, limit, plan.burst_us, plan.projected, (*plan.notes, note)), manage
+    return dataclasses.replace(plan, limit=limit, notes=(*plan.notes, note)), manage
 
 
 def recommend(stats: ContainerStats, policy: ThrottlePolicySpec) -> RecommendationResult:
@@ -438,13 +465,20 @@ def recommend(stats: ContainerStats, policy: ThrottlePolicySpec) -> Recommendati
     memory = None
     if policy.memory.enabled and stats.memory is not None:
         memory = recommend_memory(
-            policy.memory, stats.memory, stats.container, workers, policy.patch.cooldown
+            policy.memory,
+            stats.memory,
+            stats.container,
+            workers,
+            policy.patch.cooldown,
+            window_seconds=stats.cpu.window_seconds,
         )
     diagnosis = diagnose(
         stats, policy.throttle_target, workers.before, plan.request, capped=plan.capped
     )
     return Recommendation(
         cpu_request=plan.request,
+        cpu_request_lower_bound=min(plan.request, plan.request_band[0]),
+        cpu_request_upper_bound=max(plan.request, plan.request_band[1]),
         cpu_limit=plan.limit,
         cpu_burst_us=plan.burst_us,
         memory_request=None if memory is None else memory.request,

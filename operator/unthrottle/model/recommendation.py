@@ -33,7 +33,8 @@ class Diagnosis(StrEnum):
     OVER_PROVISIONED = "over-provisioned"
     MEMORY_GROWTH = "memory-growth"
     OOM_KILLED = "oom-killed"
-    # cpu.maxLimit (or the largest node) binds below the limit the throttle target needs.
+    # cpu.maxLimit (or the node: the largest, a DaemonSet's smallest) binds below the limit
+    # the throttle target needs.
     CAPPED = "capped"
     HEALTHY = "healthy"
 
@@ -83,6 +84,9 @@ class Recommendation(FrozenApiModel):
     """Recommended resources for one container, with the projection and the reasons."""
 
     cpu_request: Millicores = Field(ge=1)
+    # VPA's lowerBound and upperBound: a current request between them is kept.
+    cpu_request_lower_bound: Millicores = Field(ge=1)
+    cpu_request_upper_bound: Millicores = Field(ge=1)
     cpu_limit: Millicores | None = Field(default=None, ge=1)
     cpu_burst_us: int = Field(ge=0)
     memory_request: Bytes | None = Field(default=None, ge=1)
@@ -115,6 +119,8 @@ def output_fields(result: RecommendationResult) -> dict[str, object]:
     if isinstance(result, NoRecommendation):
         return {
             "cpuRequest": None,
+            "cpuRequestLowerBound": None,
+            "cpuRequestUpperBound": None,
             "cpuLimit": None,
             "cpuBurstUs": None,
             "memoryRequest": None,

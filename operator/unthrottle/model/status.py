@@ -84,6 +84,7 @@ class PolicyCounts(FrozenApiModel):
     recommended: int = Field(default=0, ge=0)
     patched: int = Field(default=0, ge=0)
     skipped: int = Field(default=0, ge=0)
+    settling: int = Field(default=0, ge=0)  # patched earlier, waiting for the new pods' history
 
 
 class TopOffender(FrozenApiModel):

@@ -3,6 +3,7 @@ their statistics together, and what the API server says of each (its rollout rul
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -14,6 +15,7 @@ from unthrottle.model.stats import ContainerResources, ContainerStats
 __all__ = [
     "ALL_KINDS",
     "DeploymentInfo",
+    "NodeCpu",
     "WorkloadInfo",
     "WorkloadKind",
     "WorkloadRef",
@@ -33,8 +35,38 @@ class WorkloadKind(StrEnum):
         """The plural of the ``apps/v1`` API path: ``deployments``, ``statefulsets``, ..."""
         return f"{self.value.lower()}s"
 
+    @classmethod
+    def from_kubectl(cls, text: str) -> WorkloadKind | None:
+        """The kind a kubectl user writes, in any case: ``deployment``, ``deployments``,
+        ``deploy``, ``statefulset``, ``sts``, ``daemonset``, ``ds``, ... (None: not one)."""
+        short = {"deploy": cls.DEPLOYMENT, "sts": cls.STATEFULSET, "ds": cls.DAEMONSET}
+        word = text.lower()
+        for kind in cls:
+            if word in (kind.value.lower(), kind.resource):
+                return kind
+        return short.get(word)
+
 
 ALL_KINDS: tuple[WorkloadKind, ...] = tuple(WorkloadKind)
+
+
+@dataclass(frozen=True)
+class NodeCpu:
+    """The allocatable CPU of the schedulable nodes, in millicores: what one pod can get.
+
+    A Deployment's or StatefulSet's pod lands on one node, so it must fit the largest; a
+    DaemonSet runs a pod on every node, so it must fit the smallest (its node selector is
+    not read: the smallest of all is the safe side).
+    """
+
+    largest: int
+    smallest: int
+
+    def for_kind(self, kind: WorkloadKind) -> tuple[int, str]:
+        """The most one pod of ``kind`` can get, and which node that is."""
+        if kind is WorkloadKind.DAEMONSET:
+            return self.smallest, "the smallest node's"
+        return self.largest, "the largest node's"
 
 
 class WorkloadRef(FrozenApiModel):

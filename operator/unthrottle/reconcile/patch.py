@@ -66,7 +66,7 @@ from unthrottle.model.recommendation import (
 )
 from unthrottle.model.stats import ContainerResources
 from unthrottle.model.status import ContainerAction
-from unthrottle.model.workload import DeploymentInfo
+from unthrottle.model.workload import DeploymentInfo, NodeCpu
 
 __all__ = [
     "ContainerDecision",
@@ -88,7 +88,7 @@ class PatchContext:
     hpa_on_cpu: bool = False
     last_patched_ms: int | None = None
     rollout_slots: int = 1
-    largest_node_cpu: int | None = None  # millicores; a pod requesting more never schedules
+    node_cpu: NodeCpu | None = None  # a pod requesting more than it can get never schedules
     # False for ``unthrottle export``: the patch lands later, through Git, so the
     # guardrails about rollouts now (a pending rollout, the cooldown, the slots) do not apply.
     rollout_guardrails: bool = True
@@ -141,7 +141,8 @@ def _stepped(
 ) -> ContainerResources:
     """The recommendation within the step limits of one patch, still self-consistent."""
     patch = policy.patch
-    request = step(current.cpu_request, rec.cpu_request, patch)
+    band = (rec.cpu_request_lower_bound, rec.cpu_request_upper_bound)
+    request = step(current.cpu_request, rec.cpu_request, patch, band=band)
     limit = None if rec.cpu_limit is None else step(current.cpu_limit, rec.cpu_limit, patch)
     if limit is not None:
         # The request moves within its own step limits; the limit (also a new one) is
@@ -279,59 +280,40 @@ def _skip_all(results: Mapping[str, RecommendationResult], reason: str) -> Deplo
 def _unschedulable(
     deployment: DeploymentInfo,
     targets: Mapping[str, ContainerResources],
-    largest_node_cpu: int | None,
+    node_cpu: NodeCpu | None,
 ) -> str:
-    """Why the patched pod would fit on no node, or "" (requests are what the scheduler sums)."""
-    if largest_node_cpu is None:
+    """Why the patched pod would not fit its node, or "" (requests are what the scheduler
+    sums; a DaemonSet's pod must fit the smallest node, :class:`NodeCpu`)."""
+    if node_cpu is None:
         return ""
+    fits, which = node_cpu.for_kind(deployment.kind)
     requested = sum(targets.get(c.name, c).cpu_request or 0 for c in deployment.containers)
-    if requested <= largest_node_cpu:
+    if requested <= fits:
         return ""
     return (
         f"unschedulable: the pod would request {describe_millicores(requested)} CPU, more than "
-        f"the largest node's allocatable {describe_millicores(largest_node_cpu)}"
+        f"{which} allocatable {describe_millicores(fits)}"
     )
 
 
-def decide(
+def _recommend_only(results: Mapping[str, RecommendationResult]) -> DeploymentDecision:
+    """Recommend mode: every recommendation stays one."""
+    return DeploymentDecision(
+        tuple(
+            ContainerDecision(n, r, _no_recommendation_action(r), r.message)
+            if isinstance(r, NoRecommendation)
+            else ContainerDecision(n, r, ContainerAction.RECOMMENDED)
+            for n, r in results.items()
+        )
+    )
+
+
+def _targets(
     deployment: DeploymentInfo,
     results: Mapping[str, RecommendationResult],
     policy: ThrottlePolicySpec,
-    context: PatchContext,
-) -> DeploymentDecision:
-    """What to do with one workload, given the engine's result for each container.
-
-    Each kind's rollout rules decide with it: a rollout in progress as its kind counts one
-    (:meth:`DeploymentInfo.pending_rollout`), and a patch that restarts no pod (OnDelete,
-    a StatefulSet partition at or above its replicas) needs no rollout slot."""
-    if not context.auto_patch:
-        return DeploymentDecision(
-            tuple(
-                ContainerDecision(n, r, _no_recommendation_action(r), r.message)
-                if isinstance(r, NoRecommendation)
-                else ContainerDecision(n, r, ContainerAction.RECOMMENDED)
-                for n, r in results.items()
-            )
-        )
-    if context.data_partial:
-        return _skip_all(
-            results,
-            "partial-data: Prometheus answered with partial data; nothing is patched from it",
-        )
-    pending = deployment.pending_rollout() if context.rollout_guardrails else ""
-    if pending:
-        return _skip_all(results, pending)
-    if context.hpa_on_cpu:
-        return _skip_all(
-            results,
-            f"hpa-on-cpu: a HorizontalPodAutoscaler scales this {deployment.kind.value} on CPU "
-            "utilization; a new request would move it (docs/operating.md)",
-        )
-    remaining = cooldown_remaining_ms(
-        context.last_patched_ms, context.now_ms, policy.patch.cooldown
-    )
-    if remaining > 0 and context.rollout_guardrails:
-        return _skip_all(results, f"cooldown: {format_duration(remaining)} until the next patch")
+) -> tuple[_Targets, dict[str, Recommendation]]:
+    """Each recommended container's resources after one step, and its recommendation."""
     targets = _Targets()
     recommended: dict[str, Recommendation] = {}
     for name, result in results.items():
@@ -353,9 +335,64 @@ def decide(
                 and after.cpu_limit > current.cpu_limit
             ):
                 targets.urgent = True
+    return targets, recommended
+
+
+def _patched_decisions(
+    results: Mapping[str, RecommendationResult], targets: _Targets, restarts: str
+) -> tuple[ContainerDecision, ...]:
+    """The containers of a patch: patched to their targets, or without a recommendation."""
+    decisions = []
+    for name, result in results.items():
+        if name in targets.values:
+            decisions.append(
+                ContainerDecision(
+                    name, result, ContainerAction.PATCHED, restarts, targets.values[name]
+                )
+            )
+        elif isinstance(result, NoRecommendation):
+            decisions.append(
+                ContainerDecision(name, result, _no_recommendation_action(result), result.message)
+            )
+    return tuple(decisions)
+
+
+def decide(
+    deployment: DeploymentInfo,
+    results: Mapping[str, RecommendationResult],
+    policy: ThrottlePolicySpec,
+    context: PatchContext,
+) -> DeploymentDecision:
+    """What to do with one workload, given the engine's result for each container.
+
+    Each kind's rollout rules decide with it: a rollout in progress as its kind counts one
+    (:meth:`DeploymentInfo.pending_rollout`), and a patch that restarts no pod (OnDelete,
+    a StatefulSet partition at or above its replicas) needs no rollout slot."""
+    if not context.auto_patch:
+        return _recommend_only(results)
+    if context.data_partial:
+        return _skip_all(
+            results,
+            "partial-data: Prometheus answered with partial data; nothing is patched from it",
+        )
+    pending = deployment.pending_rollout() if context.rollout_guardrails else ""
+    if pending:
+        return _skip_all(results, pending)
+    if context.hpa_on_cpu:
+        return _skip_all(
+            results,
+            f"hpa-on-cpu: a HorizontalPodAutoscaler scales this {deployment.kind.value} on CPU "
+            "utilization; a new request would move it (docs/operating.md)",
+        )
+    remaining = cooldown_remaining_ms(
+        context.last_patched_ms, context.now_ms, policy.patch.cooldown
+    )
+    if remaining > 0 and context.rollout_guardrails:
+        return _skip_all(results, f"cooldown: {format_duration(remaining)} until the next patch")
+    targets, recommended = _targets(deployment, results, policy)
     if not targets.values:
         return _skip_all(results, "no-recommendation: no container has a recommendation")
-    unschedulable = _unschedulable(deployment, targets.values, context.largest_node_cpu)
+    unschedulable = _unschedulable(deployment, targets.values, context.node_cpu)
     if unschedulable:
         return _skip_all(results, unschedulable)
     if not targets.urgent and not is_worth_rollout(targets.pairs, policy.patch):
@@ -378,19 +415,8 @@ def decide(
     body, burst = _build_patch(deployment, targets.values, recommended, policy, context)
     # A patch that restarts nothing (OnDelete, a partition above every ordinal) says so.
     restarts = "" if deployment.pods_restarted() > 0 else deployment.rollout_semantics()
-    decisions = []
-    for name, result in results.items():
-        if name in targets.values:
-            decisions.append(
-                ContainerDecision(
-                    name, result, ContainerAction.PATCHED, restarts, targets.values[name]
-                )
-            )
-        elif isinstance(result, NoRecommendation):
-            decisions.append(
-                ContainerDecision(name, result, _no_recommendation_action(result), result.message)
-            )
-    return DeploymentDecision(tuple(decisions), patch=body, burst_us=burst)
+    decisions = _patched_decisions(results, targets, restarts)
+    return DeploymentDecision(decisions, patch=body, burst_us=burst)
 
 
 def rollback_patch(deployment: DeploymentInfo, now_text: str) -> dict[str, Any] | None:

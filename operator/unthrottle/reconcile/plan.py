@@ -12,7 +12,7 @@ the time in, a :class:`PassPlan` out (no I/O, no clock). It reads like the pass 
    patch that restarts no pod takes none);
 5. per workload the writes: the patch or the recommendation annotation (only when it
    changed), Events (a Skipped event only when the reason's code changed), the trec
-   (named by :func:`trec_names`);
+   (named by :func:`~unthrottle.reconcile.status.trec_names`);
 6. trecs of Deployments the policy no longer governs are deleted; the policy's status.
 
 Rollbacks (``unthrottle.dev/rollback: "true"``) are planned apart
@@ -44,7 +44,7 @@ from unthrottle.model.recommendation import (
 )
 from unthrottle.model.stats import ContainerStats
 from unthrottle.model.status import Condition, ThrottlePolicyStatus
-from unthrottle.model.workload import ALL_KINDS, DeploymentInfo, WorkloadKind, WorkloadRef
+from unthrottle.model.workload import DeploymentInfo, WorkloadKind, WorkloadRef
 from unthrottle.reconcile.patch import DeploymentDecision, PatchContext, decide, rollback_patch
 from unthrottle.reconcile.schedule import parse_timestamp_ms
 from unthrottle.reconcile.scope import (
@@ -69,6 +69,7 @@ from unthrottle.reconcile.status import (
     condition,
     policy_status,
     recommendation_annotation,
+    trec_names,
     trec_status,
 )
 
@@ -83,7 +84,6 @@ __all__ = [
     "plan_failure",
     "plan_pass",
     "plan_rollbacks",
-    "trec_names",
 ]
 
 MAX_OVERLAPS_LISTED = 20
@@ -109,7 +109,7 @@ class WorkloadPlan:
     events: tuple[PlannedEvent, ...]
     trec_spec: dict[str, Any]
     trec_status: dict[str, Any]  # a merge patch (empty strings unset)
-    name: str = ""  # the trec's name (:func:`trec_names`)
+    name: str = ""  # the trec's name (:func:`~unthrottle.reconcile.status.trec_names`)
 
 
 @dataclass(frozen=True)
@@ -242,22 +242,6 @@ def auto_patch_namespaces(
     )
 
 
-def trec_names(refs: Iterable[WorkloadRef]) -> dict[WorkloadRef, str]:
-    """Each workload's ThrottleRecommendation name: the workload's own, unless a workload of
-    another kind in the namespace has it too; then the first kind in the order Deployment,
-    StatefulSet, DaemonSet keeps it and the others are ``<name>-<kind>`` (``web-statefulset``)."""
-    order = {kind: i for i, kind in enumerate(ALL_KINDS)}
-    names: dict[WorkloadRef, str] = {}
-    taken: set[tuple[str, str]] = set()
-    for ref in sorted(set(refs), key=lambda r: (order[r.kind], r.namespace, r.name)):
-        name = ref.name
-        if (ref.namespace, name) in taken:
-            name = f"{ref.name}-{ref.kind.value.lower()}"
-        taken.add((ref.namespace, name))
-        names[ref] = name
-    return names
-
-
 def plan_rollbacks(snapshot: ClusterSnapshot, now: Instant) -> tuple[RollbackPlan, ...]:
     """Rollbacks asked for on Deployments in scope (not opted out)."""
     plans = []
@@ -295,8 +279,9 @@ def _recommend_all(
             row: Row = (item.container.name, item.stats, None)
         else:
             found = item.stats
-            if snapshot.largest_node_cpu is not None:
-                found = found.model_copy(update={"node_allocatable_cpu": snapshot.largest_node_cpu})
+            if snapshot.node_cpu is not None:
+                fits, _ = snapshot.node_cpu.for_kind(item.ref.kind)
+                found = found.model_copy(update={"node_allocatable_cpu": fits})
             row = (item.container.name, recommend(found, applied), found)
         rows.setdefault(item.ref, []).append(row)
     return rows
@@ -454,7 +439,7 @@ def plan_pass(policy: PolicyObject, snapshot: ClusterSnapshot, now: Instant) -> 
             hpa_on_cpu=deployment.ref in snapshot.cpu_autoscaled,
             last_patched_ms=parse_timestamp_ms(deployment.annotations.get(LAST_PATCHED_ANNOTATION)),
             rollout_slots=slots,
-            largest_node_cpu=snapshot.largest_node_cpu,
+            node_cpu=snapshot.node_cpu,
         )
         key = (deployment.ref.namespace, names[deployment.ref])
         plan = _plan_workload(
@@ -471,6 +456,18 @@ def plan_pass(policy: PolicyObject, snapshot: ClusterSnapshot, now: Instant) -> 
         plans.append(plan)
     kept = {(p.deployment.ref.namespace, p.name) for p in plans}
     stale = tuple(sorted(key for key in snapshot.recommendations if key not in kept))
+    status = _reconciled_status(policy, plans, metrics, overlaps, now)
+    return PassPlan(policy.name, True, status, tuple(plans), stale, status.message)
+
+
+def _reconciled_status(
+    policy: PolicyObject,
+    plans: Sequence[WorkloadPlan],
+    metrics: MetricsSnapshot,
+    overlaps: Sequence[str],
+    now: Instant,
+) -> ThrottlePolicyStatus:
+    """The policy's status after a pass that planned ``plans``."""
     conditions = [
         _condition(
             "Ready",
@@ -482,17 +479,16 @@ def plan_pass(policy: PolicyObject, snapshot: ClusterSnapshot, now: Instant) -> 
         ),
         _prometheus_condition(metrics, generation=policy.generation, now=now),
     ]
-    status = policy_status(
+    return policy_status(
         [p.outcome for p in plans],
         conditions,
         policy.previous,
         generation=policy.generation,
         now_text=now.text,
-        target=spec.throttle_target,
+        target=policy.spec.throttle_target,
         overlaps=overlaps,
         message=f"Prometheus warned the data may be partial ({'; '.join(metrics.warnings)}); "
         "nothing was patched"
         if metrics.partial
         else "",
     )
-    return PassPlan(policy.name, True, status, tuple(plans), stale, status.message)

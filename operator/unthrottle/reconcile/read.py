@@ -174,7 +174,7 @@ def read_cluster(
         deployments=candidates,
         rivals=snapshot.rivals,
         cpu_autoscaled=frozenset(kube.cpu_autoscaled(sorted(auto))) if auto else frozenset(),
-        largest_node_cpu=kube.largest_node_cpu(),
+        node_cpu=kube.node_cpu(),
         recommendations=recommendations,
     )
 

@@ -90,6 +90,7 @@ class PassResult:
     throttled: int = 0
     patched: int = 0
     skipped: int = 0
+    settling: int = 0
     prometheus_error: bool = False
     seconds: float = 0.0
     message: str = ""
@@ -197,17 +198,20 @@ def reconcile_policy(
     result.prometheus_error = plan.prometheus_error
     result.workloads, result.throttled = counts.workloads, counts.throttled
     result.patched, result.skipped = counts.patched, counts.skipped
+    result.settling = counts.settling
     result.seconds = time.monotonic() - started
     steps = ", ".join(f"{s} {result.steps[s]:.2f}s" for s in PASS_STEPS if s in result.steps)
     if not plan.ok:
         logger.warning("policy %s: %s", result.policy, plan.message)
     logger.info(
-        "policy %s: %s workloads, %s throttled, %s patched, %s skipped in %.1fs (%s)%s",
+        "policy %s: %s workloads, %s throttled, %s patched, %s skipped, %s settling "
+        "in %.1fs (%s)%s",
         result.policy,
         result.workloads,
         result.throttled,
         result.patched,
         result.skipped,
+        result.settling,
         result.seconds,
         steps,
         f" ({result.message})" if result.message else "",

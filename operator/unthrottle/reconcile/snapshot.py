@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from unthrottle.model.fields import validation_message as one_line
 from unthrottle.model.policy import ThrottlePolicySpec
 from unthrottle.model.status import ThrottlePolicyStatus
-from unthrottle.model.workload import DeploymentInfo, WorkloadRef, WorkloadStats
+from unthrottle.model.workload import DeploymentInfo, NodeCpu, WorkloadRef, WorkloadStats
 from unthrottle.reconcile.scope import OperatorScope, Rival, precedence
 
 __all__ = [
@@ -131,7 +131,7 @@ class ClusterSnapshot:
     govern first). ``recommendations`` are the trec statuses this policy wrote, by
     (namespace, name), in every namespace. ``failure`` is set when reading could not
     finish (no Prometheus, bad credentials, Prometheus down): nothing is decided then.
-    ``largest_node_cpu`` caps every limit and holds back a pod that would not fit.
+    ``node_cpu`` caps every limit and holds back a pod that would not fit.
     """
 
     bounds: OperatorScope
@@ -139,7 +139,7 @@ class ClusterSnapshot:
     deployments: tuple[DeploymentInfo, ...] = ()
     rivals: tuple[Rival, ...] = ()
     cpu_autoscaled: frozenset[WorkloadRef] = frozenset()
-    largest_node_cpu: int | None = None  # millicores allocatable; None: unknown, no cap
+    node_cpu: NodeCpu | None = None  # the nodes' allocatable CPU; None: unknown, no cap
     recommendations: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     metrics: MetricsSnapshot | None = None
     failure: PassFailure | None = None

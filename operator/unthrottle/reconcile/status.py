@@ -42,7 +42,7 @@ from unthrottle.model.status import (
     ThrottleRecommendationStatus,
     TopOffender,
 )
-from unthrottle.model.workload import WorkloadRef
+from unthrottle.model.workload import ALL_KINDS, WorkloadRef
 from unthrottle.reconcile.patch import ContainerDecision, DeploymentDecision
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "policy_status",
     "ratio_text",
     "recommendation_annotation",
+    "trec_names",
     "trec_status",
 ]
 
@@ -376,6 +377,7 @@ def policy_status(
         recommended=sum(1 for a in actions if ContainerAction.RECOMMENDED in a),
         patched=sum(1 for o in outcomes if o.decision.patched),
         skipped=sum(1 for a in actions if ContainerAction.SKIPPED in a),
+        settling=sum(1 for a in actions if ContainerAction.SETTLING in a),
     )
     offenders = sorted(
         (
@@ -401,3 +403,19 @@ def policy_status(
         overlaps=tuple(overlaps),
         message=message,
     )
+
+
+def trec_names(refs: Iterable[WorkloadRef]) -> dict[WorkloadRef, str]:
+    """Each workload's ThrottleRecommendation name: the workload's own, unless a workload of
+    another kind in the namespace has it too; then the first kind in the order Deployment,
+    StatefulSet, DaemonSet keeps it and the others are ``<name>-<kind>`` (``web-statefulset``)."""
+    order = {kind: i for i, kind in enumerate(ALL_KINDS)}
+    names: dict[WorkloadRef, str] = {}
+    taken: set[tuple[str, str]] = set()
+    for ref in sorted(set(refs), key=lambda r: (order[r.kind], r.namespace, r.name)):
+        name = ref.name
+        if (ref.namespace, name) in taken:
+            name = f"{ref.name}-{ref.kind.value.lower()}"
+        taken.add((ref.namespace, name))
+        names[ref] = name
+    return names

@@ -310,7 +310,9 @@ def run_loop(
     passes: int,
     step_ms: int,
     workdir: Path,
-) -> None:
-    """``passes`` passes, ``step_ms`` of simulated time apart, from ``start_ms``."""
-    for k in range(passes):
+) -> list[PassPlan]:
+    """``passes`` passes, ``step_ms`` of simulated time apart, from ``start_ms``: their plans."""
+    return [
         run_pass(workloads, policy, start_ms + k * step_ms, workdir / f"pass-{k}")
+        for k in range(passes)
+    ]

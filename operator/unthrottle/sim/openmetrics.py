@@ -5,9 +5,11 @@ create-blocks-from openmetrics FILE DIR`` backfills into a TSDB, for
 
 - *scenarios* (:func:`iter_openmetrics`, :func:`write_openmetrics`,
   :func:`render_openmetrics`): each scenario's ``replicas`` pods, all with the scenario's
-  resources over the whole range, named ``<deployment>-<rs hash>-<pod hash>`` of
-  ReplicaSet ``<deployment>-<rs hash>`` (names and uids are hashes of the scenario, so
-  fixed), or the real names it carries in ``pods``. Counters start at the value the
+  resources over the whole range, named as the scenario's ``kind``'s controller names
+  them (a Deployment's ``<deployment>-<rs hash>-<pod hash>`` of ReplicaSet
+  ``<deployment>-<rs hash>``, a StatefulSet's ``<name>-<ordinal>``, a DaemonSet's
+  ``<name>-<pod hash>``; names and uids are hashes of the scenario, so fixed), or the
+  real names it carries in ``pods``. Counters start at the value the
   container accumulated before the window (its age times the first step's rate), so
   consumers must use ``rate``/``increase``.
 - *pod runs* (:class:`PodRun`, :func:`write_pod_runs`): pods of several configurations,
@@ -29,6 +31,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TextIO
 
+from unthrottle.model.workload import WorkloadKind
 from unthrottle.sim.pods import Pod, PodIdentity, simulate_pod
 from unthrottle.sim.scenarios import Scenario, pod_seed
 from unthrottle.sim.series import (
@@ -79,17 +82,29 @@ def replicaset_name(scenario: Scenario) -> str:
     return f"{scenario.deployment}-{rs_hash}"
 
 
+def _generated_name(scenario: Scenario, index: int, digest: bytes) -> tuple[str, str]:
+    """(owner, pod) of the pod ``index`` as the kind's controller would name it."""
+    if scenario.kind is WorkloadKind.STATEFULSET:
+        return scenario.deployment, f"{scenario.deployment}-{index}"
+    owner = (
+        replicaset_name(scenario)
+        if scenario.kind is WorkloadKind.DEPLOYMENT
+        else scenario.deployment
+    )
+    return owner, f"{owner}-{_encode(digest, 5)}"
+
+
 def pod_identities(scenario: Scenario) -> list[PodIdentity]:
     """The scenario's pods, ``replicas`` of them, deterministic from its names (or the
-    real names it carries in ``pods``)."""
-    rs = replicaset_name(scenario)
+    real names it carries in ``pods``). The owner (``replicaset``) of a StatefulSet's or
+    DaemonSet's pod is the workload itself, as in ``kube_pod_owner``."""
     out = []
     for index in range(scenario.replicas):
         digest = _digest("pod", scenario.namespace, scenario.deployment, index)
         h = digest.hex()
         node_index = digest[10] % _NODES
         replicaset, pod = (
-            scenario.pods[index] if scenario.pods else (rs, f"{rs}-{_encode(digest, 5)}")
+            scenario.pods[index] if scenario.pods else _generated_name(scenario, index, digest)
         )
         out.append(
             PodIdentity(

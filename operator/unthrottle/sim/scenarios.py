@@ -374,17 +374,6 @@ def deployment_manifest(
     its resources and, unless ``env`` says otherwise, its WEB_CONCURRENCY as a literal (for
     the demo and e2e tests). ``update_strategy``: a StatefulSet's or DaemonSet's
     ``spec.updateStrategy``."""
-    limits: dict[str, str] = {}
-    if s.cpu_limit_m is not None:
-        limits["cpu"] = format_millicores(s.cpu_limit_m)
-    if s.memory_limit_bytes is not None:
-        limits["memory"] = format_bytes(s.memory_limit_bytes)
-    if env is None:
-        env = (
-            []
-            if s.web_concurrency is None
-            else [{"name": "WEB_CONCURRENCY", "value": str(s.web_concurrency)}]
-        )
     selector = {"app": s.deployment}
     manifest: dict[str, Any] = {
         "apiVersion": "apps/v1",
@@ -400,22 +389,7 @@ def deployment_manifest(
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {"labels": selector},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": s.container,
-                            "image": s.image,
-                            "env": [dict(e) for e in env],
-                            "resources": {
-                                "requests": {
-                                    "cpu": format_millicores(s.cpu_request_m),
-                                    "memory": format_bytes(s.memory_request_bytes),
-                                },
-                                "limits": limits,
-                            },
-                        }
-                    ]
-                },
+                "spec": {"containers": [_container(s, env)]},
             },
         },
     }
@@ -427,3 +401,30 @@ def deployment_manifest(
     if update_strategy is not None and s.kind is not WorkloadKind.DEPLOYMENT:
         spec["updateStrategy"] = dict(update_strategy)
     return manifest
+
+
+def _container(s: Scenario, env: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
+    """The scenario's one container: its image, resources and environment."""
+    limits: dict[str, str] = {}
+    if s.cpu_limit_m is not None:
+        limits["cpu"] = format_millicores(s.cpu_limit_m)
+    if s.memory_limit_bytes is not None:
+        limits["memory"] = format_bytes(s.memory_limit_bytes)
+    if env is None:
+        env = (
+            []
+            if s.web_concurrency is None
+            else [{"name": "WEB_CONCURRENCY", "value": str(s.web_concurrency)}]
+        )
+    return {
+        "name": s.container,
+        "image": s.image,
+        "env": [dict(e) for e in env],
+        "resources": {
+            "requests": {
+                "cpu": format_millicores(s.cpu_request_m),
+                "memory": format_bytes(s.memory_request_bytes),
+            },
+            "limits": limits,
+        },
+    }

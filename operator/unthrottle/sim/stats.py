@@ -15,9 +15,10 @@ import math
 import random
 from collections.abc import Sequence
 from itertools import islice
+from typing import Any
 
 from unthrottle.model.stats import ContainerStats
-from unthrottle.sim.cfs import simulate_steps
+from unthrottle.sim.cfs import StepStats, simulate_steps
 from unthrottle.sim.scenarios import Scenario, pod_seed
 
 __all__ = ["least_squares_slope", "nearest_rank", "scenario_stats"]
@@ -63,13 +64,72 @@ def scenario_stats(
     rng = random.Random(pod_seed(scenario.seed, pod_index))
     demand = scenario.demand.periods(rng, scenario.period_us)
     steps = list(simulate_steps(demand, group, step_periods, n_steps))
+    rss = _rss_samples(scenario, pod_index, step_seconds, n_steps)
+    rss_sorted = sorted(rss)
+    document = {
+        "container": _container_document(scenario),
+        "cpu": _cpu_document(scenario, steps, step_seconds, n_steps, full_shape=full_shape),
+        "memory": {
+            "rssBytes": {"p99": nearest_rank(rss_sorted, 0.99), "max": rss_sorted[-1]},
+            "oomKills": scenario.oom_kills,
+            "rssSlopeBytesPerSecond": least_squares_slope(rss, step_seconds),
+        },
+    }
+    return ContainerStats.model_validate(document)
+
+
+def _container_document(scenario: Scenario) -> dict[str, Any]:
+    """The container's resources as the scenario configures them."""
+    return {
+        "name": scenario.container,
+        "cpuRequest": scenario.cpu_request_m,
+        "cpuLimit": scenario.cpu_limit_m,
+        "memoryRequest": scenario.memory_request_bytes,
+        "memoryLimit": scenario.memory_limit_bytes,
+        "cpuBurstUs": scenario.burst_us,
+        "webConcurrency": scenario.web_concurrency,
+        "threads": scenario.threads,
+    }
+
+
+def _cpu_document(
+    scenario: Scenario,
+    steps: Sequence[StepStats],
+    step_seconds: int,
+    n_steps: int,
+    *,
+    full_shape: bool,
+) -> dict[str, Any]:
+    """CPU statistics from the simulated kernel's counters of every step."""
     rates = sorted(step.usage_us / (step_seconds * US_PER_SECOND) for step in steps)
     periods = sum(step.nr_periods for step in steps)
     throttled = sum(step.nr_throttled for step in steps)
     throttled_time = sum(step.throttled_time_us for step in steps)
     window_us = n_steps * step_seconds * US_PER_SECOND
+    return {
+        "usageCores": {
+            "p50": nearest_rank(rates, 0.5),
+            "p95": nearest_rank(rates, 0.95),
+            "p99": nearest_rank(rates, 0.99),
+            "p999": nearest_rank(rates, 0.999),
+            "p9999": nearest_rank(rates, 0.9999),
+            "max": rates[-1],
+            "mean": sum(rates) / len(rates),
+        },
+        "throttledPeriodRatio": throttled / periods if periods else 0.0,
+        "throttledSecondsPerSecond": throttled_time / window_us if full_shape else None,
+        "activePeriodRatio": max(1e-6, min(1.0, periods * scenario.period_us / window_us)),
+        "samples": len(steps),
+        "windowSeconds": n_steps * step_seconds,
+        "stepSeconds": step_seconds,
+        "cfsPeriodUs": scenario.period_us if full_shape else None,
+    }
+
+
+def _rss_samples(scenario: Scenario, pod_index: int, step_seconds: int, n_steps: int) -> list[int]:
+    """The replica's RSS at every step, from its own memory random stream."""
     memory_rng = random.Random(pod_seed(scenario.seed, pod_index) + 1)
-    rss = [
+    return [
         value
         for value, _ in islice(
             scenario.memory.samples(
@@ -81,40 +141,3 @@ def scenario_stats(
             n_steps,
         )
     ]
-    rss_sorted = sorted(rss)
-    document = {
-        "container": {
-            "name": scenario.container,
-            "cpuRequest": scenario.cpu_request_m,
-            "cpuLimit": scenario.cpu_limit_m,
-            "memoryRequest": scenario.memory_request_bytes,
-            "memoryLimit": scenario.memory_limit_bytes,
-            "cpuBurstUs": scenario.burst_us,
-            "webConcurrency": scenario.web_concurrency,
-            "threads": scenario.threads,
-        },
-        "cpu": {
-            "usageCores": {
-                "p50": nearest_rank(rates, 0.5),
-                "p95": nearest_rank(rates, 0.95),
-                "p99": nearest_rank(rates, 0.99),
-                "p999": nearest_rank(rates, 0.999),
-                "p9999": nearest_rank(rates, 0.9999),
-                "max": rates[-1],
-                "mean": sum(rates) / len(rates),
-            },
-            "throttledPeriodRatio": throttled / periods if periods else 0.0,
-            "throttledSecondsPerSecond": throttled_time / window_us if full_shape else None,
-            "activePeriodRatio": max(1e-6, min(1.0, periods * scenario.period_us / window_us)),
-            "samples": len(steps),
-            "windowSeconds": n_steps * step_seconds,
-            "stepSeconds": step_seconds,
-            "cfsPeriodUs": scenario.period_us if full_shape else None,
-        },
-        "memory": {
-            "rssBytes": {"p99": nearest_rank(rss_sorted, 0.99), "max": rss_sorted[-1]},
-            "oomKills": scenario.oom_kills,
-            "rssSlopeBytesPerSecond": least_squares_slope(rss, step_seconds),
-        },
-    }
-    return ContainerStats.model_validate(document)

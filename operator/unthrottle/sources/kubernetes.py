@@ -19,7 +19,13 @@ from typing import Any
 
 from unthrottle.model.names import BURST_ANNOTATION, GROUP, POLICY_LABEL, VERSION
 from unthrottle.model.quantity import parse_millicores
-from unthrottle.model.workload import ALL_KINDS, DeploymentInfo, WorkloadKind, WorkloadRef
+from unthrottle.model.workload import (
+    ALL_KINDS,
+    DeploymentInfo,
+    NodeCpu,
+    WorkloadKind,
+    WorkloadRef,
+)
 from unthrottle.sources.kubeapi import (
     MERGE_PATCH,
     STRATEGIC_MERGE_PATCH,
@@ -78,8 +84,8 @@ class KubernetesSource:
             for n in self._items("/api/v1/namespaces")
         }
 
-    def largest_node_cpu(self) -> int | None:
-        """The largest allocatable CPU of any schedulable node, in millicores (None: no node)."""
+    def node_cpu(self) -> NodeCpu | None:
+        """The largest and smallest allocatable CPU of the schedulable nodes (None: no node)."""
         sizes = [
             parse_millicores(str(cpu))
             for node in self._items("/api/v1/nodes")
@@ -87,7 +93,7 @@ class KubernetesSource:
             and (cpu := ((node.get("status") or {}).get("allocatable") or {}).get("cpu"))
             is not None
         ]
-        return max(sizes, default=None)
+        return NodeCpu(largest=max(sizes), smallest=min(sizes)) if sizes else None
 
     def namespaces(self, selector: str = "", exclude: Iterable[str] = ()) -> list[str]:
         """Namespace names matching ``selector``, without ``exclude``."""

@@ -3,12 +3,14 @@
 This module owns a *fetch*: the order of its queries, the values it accepts, and what it
 returns (:class:`FetchResult`). The parts live beside it, one concept each:
 
-- :mod:`.prometheus_http`: configuration, the HTTP client, retries, errors, answers.
+- :mod:`.prometheus_http`: the HTTP client, retries, errors (:mod:`.prometheus_config`:
+  its configuration; :mod:`.prometheus_answers`: the answers it returns).
 - :mod:`.prometheus_queries`: the PromQL, the resolution of a window, chunk planning
   (on top of the safe-PromQL primitives of :mod:`.promql`).
+- :mod:`.prometheus_rows`: the per-pod rows of the answers, which pod belongs to which
+  workload, and which required series count as missing.
 - :mod:`.prometheus_aggregate`: per-pod rows → one
-  :class:`~unthrottle.model.stats.ContainerStats` per (Deployment, container), and which
-  required series count as missing.
+  :class:`~unthrottle.model.stats.ContainerStats` per (Deployment, container).
 
 :class:`PrometheusConfig`, :class:`PrometheusError`, :class:`PrometheusSource` and
 :class:`FetchResult` are imported from here. The API is synchronous and thread-safe; the
@@ -22,7 +24,7 @@ each is checked with ``math.isfinite`` and for sign, and NaN, ±Inf and negative
 are dropped and counted (``FetchResult.dropped_values``, and by the series they come from in
 ``FetchResult.unusable_series``; only an RSS slope may be negative). Required series that
 do not exist at any time in the window are reported in ``FetchResult.missing_series``
-(rules in :mod:`.prometheus_aggregate`).
+(rules in :mod:`.prometheus_rows`).
 
 A result with ``warnings`` (a partial response) is ``partial``; callers must not patch
 from it.
@@ -40,16 +42,10 @@ from typing import Any, Final
 
 from unthrottle.model.quantity import ceil_div, parse_duration_ms
 from unthrottle.model.workload import WorkloadStats
-from unthrottle.sources.prometheus_aggregate import SIGNED_STATS, Ksm, Tables, assemble
+from unthrottle.sources.prometheus_aggregate import assemble
+from unthrottle.sources.prometheus_answers import NamesAnswer, QueryAnswer, QueryStats, RangeAnswer
 from unthrottle.sources.prometheus_config import PrometheusConfig
-from unthrottle.sources.prometheus_http import (
-    NamesAnswer,
-    PrometheusClient,
-    PrometheusError,
-    QueryAnswer,
-    QueryStats,
-    RangeAnswer,
-)
+from unthrottle.sources.prometheus_http import PrometheusClient, PrometheusError
 from unthrottle.sources.prometheus_queries import (
     RSS,
     STAT_LABEL,
@@ -63,6 +59,7 @@ from unthrottle.sources.prometheus_queries import (
     plan_chunks,
 )
 from unthrottle.sources.prometheus_range import parse_points, reduce_usage, rss_statistics
+from unthrottle.sources.prometheus_rows import SIGNED_STATS, Ksm, Tables
 
 __all__ = [
     "FetchResult",
@@ -264,6 +261,50 @@ class PrometheusSource(PrometheusClient):
             run.collect(RangeAnswer(rows, answer.warnings, answer.stats, answer.requests))
         run.usage_series.add(USAGE)
 
+    def _read_kube_state_metrics(self, run: _Fetch, pool: _Pool, scope: Scope) -> Ksm:
+        """The kube-state-metrics query and the index's series over the window, together."""
+        builder, at = run.builder, run.at
+        ksm_answer = pool.submit(
+            self.query, builder.kube_state_metrics(scope), at, name="kube-state-metrics"
+        )
+        present = pool.submit(
+            self.series_names,
+            builder.presence_selectors(),
+            at - builder.resolution.window_seconds,
+            at,
+            name="series-presence",
+        )
+        ksm = run.ksm(ksm_answer.result(), present.result())
+        del ksm_answer, present  # their rows are in ksm now
+        return ksm
+
+    def _chunks(self, scope: Scope, estimate: Mapping[str, int]) -> list[Scope]:
+        """The whole scope as one chunk when it fits a query, else groups of namespaces."""
+        if sum(max(1, n) for n in estimate.values()) <= self.config.max_series_per_query:
+            return [scope]
+        return list(plan_chunks(estimate, self.config.max_series_per_query))
+
+    def _read_chunks(
+        self, run: _Fetch, pool: _Pool, chunks: list[Scope], ksm: Ksm, estimate: Mapping[str, int]
+    ) -> None:
+        """Every chunk's queries; usage from the recording rule when it serves this resolution,
+        and from the raw counter for the containers it leaves out."""
+        builder = run.builder
+        rule = builder.uses_rule(ksm.present)
+        sent = [
+            pool.submit(self._read, query, chunk, builder, run.at)
+            for chunk in chunks
+            for query in builder.chunk_queries(chunk, rule)
+        ]
+        sent.reverse()
+        while sent:  # in order, each answer dropped once its values are in the tables
+            run.collect(sent.pop().result())
+        if rule:
+            run.usage_series.add(USAGE_RULE)
+            self._fill_rule_gaps(run, builder, pool, estimate)
+        else:
+            run.usage_series.add(USAGE)
+
     def fetch(
         self,
         window: str | int,
@@ -293,38 +334,10 @@ class PrometheusSource(PrometheusClient):
         if scope == ():
             return run.result((), frozenset(), frozenset(), 0, 0)
         with _Pool(self.config.concurrency) as pool:
-            ksm_answer = pool.submit(
-                self.query, builder.kube_state_metrics(scope), at, name="kube-state-metrics"
-            )
-            present = pool.submit(
-                self.series_names,
-                builder.presence_selectors(),
-                at - resolution.window_seconds,
-                at,
-                name="series-presence",
-            )
-            ksm = run.ksm(ksm_answer.result(), present.result())
-            del ksm_answer, present  # their rows are in ksm now
-            chunks: list[Scope]
+            ksm = self._read_kube_state_metrics(run, pool, scope)
             estimate = ksm.containers_per_namespace()
-            if sum(max(1, n) for n in estimate.values()) <= self.config.max_series_per_query:
-                chunks = [scope]
-            else:
-                chunks = list(plan_chunks(estimate, self.config.max_series_per_query))
-            rule = builder.uses_rule(ksm.present)
-            sent = [
-                pool.submit(self._read, query, chunk, builder, at)
-                for chunk in chunks
-                for query in builder.chunk_queries(chunk, rule)
-            ]
-            sent.reverse()
-            while sent:  # in order, each answer dropped once its values are in the tables
-                run.collect(sent.pop().result())
-            if rule:
-                run.usage_series.add(USAGE_RULE)
-                self._fill_rule_gaps(run, builder, pool, estimate)
-            else:
-                run.usage_series.add(USAGE)
+            chunks = self._chunks(scope, estimate)
+            self._read_chunks(run, pool, chunks, ksm, estimate)
         owners = ksm.owners(replicaset_owners or {})
         workloads, unowned = assemble(
             run.tables, ksm, owners, resolution, self.config.cfs_period_us

@@ -1,10 +1,10 @@
 """The HTTP side of reading Prometheus: configuration, requests, retries, one error type.
 
 This module owns how unthrottle talks to a Prometheus (or Thanos, Mimir,
-VictoriaMetrics): :class:`PrometheusConfig` (where, how to authenticate, what to read),
-:class:`PrometheusClient` (timeouts, bounded retries, auth, TLS), the answers it returns
-(:class:`QueryAnswer` with the ``warnings`` and ``stats`` of the JSON) and
-:class:`PrometheusError`. It speaks only the standard HTTP API (``/api/v1/query``,
+VictoriaMetrics): :class:`PrometheusClient` (timeouts, bounded retries, auth, TLS) and
+:class:`PrometheusError`. The configuration it is given, :class:`PrometheusConfig`, is
+:mod:`.prometheus_config`'s; the answers it returns (with the ``warnings`` and ``stats``
+of the JSON), :mod:`.prometheus_answers`'. It speaks only the standard HTTP API (``/api/v1/query``,
 ``/api/v1/query_range``, ``/api/v1/label/__name__/values`` and
 ``/api/v1/status/buildinfo``). The API is synchronous
 and thread-safe (a pool of sessions, one per request in flight); the operator calls it
@@ -39,14 +39,12 @@ passes).
 from __future__ import annotations
 
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Generic, Self, TypeVar
+from typing import Any, Final, Self, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -54,19 +52,19 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
+from unthrottle.sources.prometheus_answers import (
+    NamesAnswer,
+    QueryAnswer,
+    QueryStats,
+    RangeAnswer,
+    series_of,
+    vector_row,
+)
 from unthrottle.sources.prometheus_config import PrometheusConfig
 from unthrottle.sources.prometheus_stream import ResultStream
 from unthrottle.sources.tls import unverified
 
-__all__ = [
-    "NamesAnswer",
-    "PrometheusClient",
-    "PrometheusConfig",
-    "PrometheusError",
-    "QueryAnswer",
-    "QueryStats",
-    "RangeAnswer",
-]
+__all__ = ["PrometheusClient", "PrometheusConfig", "PrometheusError"]
 
 T = TypeVar("T")
 
@@ -89,47 +87,6 @@ class PrometheusError(Exception):
         self.url = url
         self.reason = reason
         super().__init__(f"Prometheus at {url}: {reason}")
-
-
-@dataclass(frozen=True, slots=True)
-class QueryStats:
-    """What one query cost: wall time, rows, and Prometheus' own sample counts if asked."""
-
-    name: str
-    seconds: float
-    series: int
-    total_queryable_samples: int | None = None
-    peak_samples: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class QueryAnswer:
-    """An instant query's answer: (labels, raw value) rows, warnings, and stats if asked."""
-
-    rows: tuple[tuple[Mapping[str, str], str], ...]
-    warnings: tuple[str, ...]
-    stats: QueryStats
-    requests: int = 1  # HTTP requests it took (1 + retries)
-
-
-@dataclass(frozen=True, slots=True)
-class RangeAnswer(Generic[T]):
-    """A range query's answer: (labels, reduction) per series, warnings, stats if asked."""
-
-    rows: tuple[tuple[Mapping[str, str], T], ...]
-    warnings: tuple[str, ...]
-    stats: QueryStats
-    requests: int = 1  # HTTP requests it took (1 + retries)
-
-
-@dataclass(frozen=True, slots=True)
-class NamesAnswer:
-    """A label-values answer: the series names, warnings, and what it cost."""
-
-    names: frozenset[str]
-    warnings: tuple[str, ...]
-    stats: QueryStats
-    requests: int = 1  # HTTP requests it took (1 + retries)
 
 
 class PrometheusClient:
@@ -265,23 +222,7 @@ class PrometheusClient:
             if attempt:
                 time.sleep(min(_BACKOFF_MAX_S, _BACKOFF_FIRST_S * 2 ** (attempt - 1)))
             try:
-                with self._count_lock:
-                    self._queries += 1
-                with (
-                    self._session() as session,
-                    session.request(
-                        method,
-                        self.config.url + path,
-                        data=data,
-                        params=params,
-                        headers=self._headers,
-                        auth=self._auth,
-                        timeout=(min(_CONNECT_TIMEOUT_MAX_S, timeout), timeout),
-                        verify=self._verify,
-                        stream=True,
-                    ) as response,
-                ):
-                    body, kept = self._decode(response, element)
+                body, kept = self._attempt(method, path, data, params, element)
             except requests.exceptions.ReadTimeout:
                 raise self._fail(f"no answer within {timeout:g}s (not retried)") from None
             except requests.exceptions.SSLError as exc:
@@ -305,6 +246,34 @@ class PrometheusClient:
                 raise self._fail(f"{type(exc).__name__}: {_short(exc)}") from None
             return body, kept, attempt + 1
         raise self._fail(f"{reason} (gave up after {attempts} attempts)")
+
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        data: Mapping[str, str] | None,
+        params: Sequence[tuple[str, str]] | None,
+        element: Callable[[Any], T] | None,
+    ) -> tuple[Any, list[T]]:
+        """One HTTP request, counted, on an idle session; its errors are the caller's."""
+        timeout = self.config.timeout_seconds
+        with self._count_lock:
+            self._queries += 1
+        with (
+            self._session() as session,
+            session.request(
+                method,
+                self.config.url + path,
+                data=data,
+                params=params,
+                headers=self._headers,
+                auth=self._auth,
+                timeout=(min(_CONNECT_TIMEOUT_MAX_S, timeout), timeout),
+                verify=self._verify,
+                stream=True,
+            ) as response,
+        ):
+            return self._decode(response, element)
 
     def _decode(
         self, response: requests.Response, element: Callable[[Any], T] | None
@@ -404,7 +373,7 @@ class PrometheusClient:
         """One instant query evaluated at ``at`` (epoch seconds); a vector answer."""
         form = {"query": promql, "time": f"{at:.3f}"}
         rows, warnings, stats, sent = self._evaluate(
-            "/api/v1/query", form, "vector", name, _vector_row
+            "/api/v1/query", form, "vector", name, vector_row
         )
         return QueryAnswer(tuple(rows), warnings, stats, sent)
 
@@ -434,7 +403,7 @@ class PrometheusClient:
         }
 
         def element(item: Any) -> tuple[Mapping[str, str], T]:
-            labels, values = _series_of(item)
+            labels, values = series_of(item)
             reduced = reduce(labels, values)
             if keep_labels is not None:
                 labels = {k: labels[k] for k in keep_labels if k in labels}
@@ -444,30 +413,6 @@ class PrometheusClient:
             "/api/v1/query_range", form, "matrix", name, element
         )
         return RangeAnswer(tuple(rows), warnings, stats, sent)
-
-
-def _vector_row(item: Any) -> tuple[Mapping[str, str], str]:
-    try:
-        labels = item["metric"]
-        value = item["value"][1]
-    except (KeyError, IndexError, TypeError):
-        raise ValueError("malformed result row") from None
-    if not isinstance(labels, dict) or not isinstance(value, str):
-        raise ValueError("malformed result row")
-    # One string per label value rather than one per row: an answer repeats each
-    # namespace, pod and container in a row per statistic (tens of thousands of rows).
-    return {k: sys.intern(v) if isinstance(v, str) else v for k, v in labels.items()}, value
-
-
-def _series_of(item: Any) -> tuple[Mapping[str, str], Sequence[Any]]:
-    try:
-        labels = item["metric"]
-        values = item["values"]
-    except (KeyError, TypeError):
-        raise ValueError("malformed result series") from None
-    if not isinstance(labels, dict) or not isinstance(values, list):
-        raise ValueError("malformed result series")
-    return labels, values
 
 
 class _RetryableError(Exception):
