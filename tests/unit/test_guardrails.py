@@ -20,6 +20,7 @@ from unthrottle.engine.guardrails import (
     relative_change,
     rollout_slots,
     step,
+    whole_cores_step,
 )
 from unthrottle.model.policy import HistoryPolicy, PatchPolicy
 from unthrottle.model.recommendation import NoRecommendation, NoRecommendationReason
@@ -280,3 +281,19 @@ def test_default_cooldown_is_a_day() -> None:
 def test_rollout_slots(in_progress: int, max_concurrent: int, expected: int) -> None:
     patch = PatchPolicy(max_concurrent_rollouts=max_concurrent)
     assert rollout_slots(in_progress, patch) == expected
+
+
+@pytest.mark.parametrize(
+    ("current", "limit", "floor", "expected"),
+    [
+        (600, 1200, 300, 1000),  # 2 cores would be × 3.3 of 600m: the core below
+        (300, 600, 300, 1000),  # one core is the least workers can read, whatever the step
+        (1300, 2600, 500, 2000),  # 3 cores: × 2.3
+        (1500, 3000, 500, 3000),  # already whole
+        (1200, 1800, 1500, 2000),  # the core below would be under the request
+        (None, 1080, 300, 2000),  # a new limit: nothing to step from, up
+        (4000, 2500, 500, 3000),  # a decrease: up is within the step, the smaller move
+    ],
+)
+def test_whole_cores_step(current: int | None, limit: int, floor: int, expected: int) -> None:
+    assert whole_cores_step(current, limit, floor, PatchPolicy()) == expected

@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable
 
 from unthrottle.model.policy import HistoryPolicy, PatchPolicy
-from unthrottle.model.quantity import format_duration, format_millicores
+from unthrottle.model.quantity import MILLICORES_PER_CORE, format_duration, format_millicores
 from unthrottle.model.recommendation import NoRecommendation, NoRecommendationReason
 from unthrottle.model.stats import ContainerStats, CpuStats
 
@@ -26,6 +26,7 @@ __all__ = [
     "is_worth_rollout",
     "relative_change",
     "rollout_slots",
+    "whole_cores_step",
 ]
 
 
@@ -150,6 +151,24 @@ def step(
     if current and stepped < current and relative_change(current, stepped) <= patch.min_change:
         return current
     return stepped
+
+
+def whole_cores_step(current: int | None, limit: int, floor: int, patch: PatchPolicy) -> int:
+    """A stepped CPU limit in whole cores, for workers that read it (millicores).
+
+    Up to the next core, unless that passes the step limit from ``current``; then down to
+    the core below, if that still holds ``floor`` (the request) and one core. Current 600m,
+    recommended 2 cores, maxStepUp 2: stepped 1200m → 1 core (2 cores would be × 3.3, and
+    double the workers). Current 300m: 600m → 1 core, the least a worker count can read.
+    """
+    if limit % MILLICORES_PER_CORE == 0:
+        return limit
+    up = limit - limit % MILLICORES_PER_CORE + MILLICORES_PER_CORE
+    down = up - MILLICORES_PER_CORE
+    within_step = not current or up <= math.floor(current * patch.max_step_up)
+    if within_step or down < max(floor, MILLICORES_PER_CORE):
+        return up
+    return down
 
 
 def cooldown_remaining_ms(last_patched_ms: int | None, now_ms: int, cooldown_ms: int) -> int:

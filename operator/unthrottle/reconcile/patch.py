@@ -41,6 +41,7 @@ from unthrottle.engine.guardrails import (
     cooldown_remaining_ms,
     is_worth_rollout,
     step,
+    whole_cores_step,
 )
 from unthrottle.engine.workers import manages_workers
 from unthrottle.model.names import (
@@ -56,7 +57,6 @@ from unthrottle.model.quantity import (
     format_bytes,
     format_duration,
     format_millicores,
-    round_up,
 )
 from unthrottle.model.recommendation import (
     NoRecommendation,
@@ -148,8 +148,8 @@ def _stepped(
         # The request moves within its own step limits; the limit (also a new one) is
         # raised to it rather than the request cut to the limit (500m → 20m in one step).
         limit = max(limit, request)
-    if limit is not None and rec.web_concurrency is not None and limit % MILLICORES_PER_CORE:
-        limit = round_up(limit, MILLICORES_PER_CORE)  # workers stay whole cores
+    if limit is not None and rec.web_concurrency is not None:
+        limit = whole_cores_step(current.cpu_limit, limit, request, patch)
     memory_limit = (
         None if rec.memory_limit is None else step(current.memory_limit, rec.memory_limit, patch)
     )
