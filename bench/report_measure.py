@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from unthrottle.cli.output import OutputFormat, render
+from unthrottle.cli.output import OutputFormat, write_document
 from unthrottle.cli.report import build_report, report_document
 from unthrottle.model.policy import ThrottlePolicySpec
 from unthrottle.sources.prometheus import PrometheusConfig, PrometheusSource
@@ -36,6 +36,17 @@ def _status_kib(field: str) -> int | None:
     except OSError:
         return None
     return None
+
+
+class _CountingSink:
+    """Where the report's JSON goes, as ``unthrottle report`` writes it: counted, not kept."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def write(self, text: str) -> int:
+        self.bytes += len(text.encode())
+        return len(text)
 
 
 def measure(url: str, window: str, at: float, timeout: float) -> dict[str, Any]:
@@ -54,7 +65,8 @@ def measure(url: str, window: str, at: float, timeout: float) -> dict[str, Any]:
     rows = build_report(fetched, policy)
     engine_s = time.perf_counter() - engine_started
     render_started = time.perf_counter()
-    text = render(report_document(rows, fetched, url), OutputFormat.JSON, "")
+    sink = _CountingSink()
+    write_document(report_document(rows, fetched, url), OutputFormat.JSON, sink)
     render_s = time.perf_counter() - render_started
     total_s = time.perf_counter() - started
     stats = fetched.query_stats
@@ -70,7 +82,7 @@ def measure(url: str, window: str, at: float, timeout: float) -> dict[str, Any]:
         "workloads": len(fetched.workloads),
         "containers": len(rows),
         "missing_series": sorted(fetched.missing_series),
-        "output_bytes": len(text.encode()),
+        "output_bytes": sink.bytes,
         "total_queryable_samples": sum(s.total_queryable_samples or 0 for s in stats),
         "peak_samples_max": max((s.peak_samples or 0 for s in stats), default=0),
         "per_query": [

@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
+from typing import Protocol
 
 import yaml
 
-__all__ = ["OutputFormat", "render", "render_table"]
+__all__ = ["OutputFormat", "TextSink", "render", "render_table", "write_document"]
 
 
 class OutputFormat(StrEnum):
@@ -48,3 +49,21 @@ def render(data: Mapping[str, object], fmt: OutputFormat, table: str) -> str:
     if fmt is OutputFormat.YAML:
         return yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True)
     return table
+
+
+class TextSink(Protocol):
+    """Where text is written: a file, standard output, or anything with ``write``."""
+
+    def write(self, text: str, /) -> object: ...
+
+
+def write_document(data: Mapping[str, object], fmt: OutputFormat, stream: TextSink) -> None:
+    """``data`` as JSON or YAML onto ``stream`` as it is encoded, never the whole text at
+    once (a report of 10,000 workloads is tens of MB of it)."""
+    if fmt is OutputFormat.JSON:
+        json.dump(data, stream, indent=2, ensure_ascii=False)
+        stream.write("\n")
+    elif fmt is OutputFormat.YAML:
+        yaml.safe_dump(dict(data), stream, sort_keys=False, allow_unicode=True)
+    else:
+        raise ValueError(f"{fmt} is not a document format")

@@ -11,14 +11,15 @@ read (with ``--kubeconfig``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from unthrottle.cli.html_report import render_html_report
-from unthrottle.cli.output import OutputFormat, render, render_table
+from unthrottle.cli.output import OutputFormat, render_table, write_document
 from unthrottle.cli.reading import (
     EXIT_KUBERNETES,
     EXIT_MISSING_SERIES,
@@ -295,17 +296,35 @@ def run(args: argparse.Namespace, progress: Callable[[str], None] = _progress) -
     rows = build_report(fetched, policy, reading.deployments)
     for note in report_notes(rows, policy, reading.namespaces):
         progress(note)
-    document = report_document(rows, fetched, config.display_url)
-    if args.output == OutputFormat.HTML:
-        window = format_duration(policy.window)
-        text = render_html_report(
-            rows, target=policy.throttle_target, source=config.display_url, window=window
-        )
-    else:
-        text = render(document, OutputFormat(args.output), render_report_table(rows))
+    fmt = OutputFormat(args.output)
+    with _destination(args.output_file) as stream:
+        if fmt in (OutputFormat.JSON, OutputFormat.YAML):
+            write_document(report_document(rows, fetched, config.display_url), fmt, stream)
+        elif fmt is OutputFormat.HTML:
+            window = format_duration(policy.window)
+            stream.write(
+                render_html_report(
+                    rows, target=policy.throttle_target, source=config.display_url, window=window
+                )
+            )
+        else:
+            stream.write(render_report_table(rows))
     if args.output_file:
-        Path(args.output_file).write_text(text, encoding="utf-8")
         progress(f"wrote {args.output_file}")
-    else:
-        sys.stdout.write(text)
     return 0
+
+
+@contextlib.contextmanager
+def _destination(path: str | None) -> Iterator[TextIO]:
+    """The output file (written whole or not at all), or standard output."""
+    if not path:
+        yield sys.stdout
+        return
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with partial.open("w", encoding="utf-8") as stream:
+            yield stream
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
