@@ -545,3 +545,12 @@ def test_harness_names_a_missing_binary(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(harness, "PROMTOOL", harness.Path("/nonexistent/promtool"))
     with pytest.raises(harness.HarnessError, match=r"/nonexistent/promtool.*apt-get install"):
         harness.require_binaries()
+
+
+def test_compressed_answers_read_the_same(data: Data) -> None:
+    # Prometheus gzips an answer when asked (compressAnswers): the same statistics.
+    plain = data.fetch()
+    with data.source(compress_answers=True) as source:
+        compressed = source.fetch(WINDOW, end=END_S)
+    assert compressed.workloads == plain.workloads
+    assert compressed.queries == plain.queries

@@ -159,6 +159,13 @@ def add_reading_arguments(parser: argparse.ArgumentParser, *, cluster: bool = Fa
         help="queries in flight at once (1-32; default the policy's prometheus.concurrency, 4)",
     )
     parser.add_argument(
+        "--compress-answers",
+        action="store_const",
+        const=True,
+        default=None,
+        help="ask Prometheus for gzip answers (a slow link; costs Prometheus CPU)",
+    )
+    parser.add_argument(
         "--at",
         type=float,
         default=None,
@@ -239,6 +246,7 @@ def _config(args: argparse.Namespace, policy: ThrottlePolicySpec) -> PrometheusC
         timeout_seconds=args.timeout,
         extra_matchers=_matchers(args.match),
         concurrency=args.concurrency,
+        compress_answers=args.compress_answers,
     )
 
 

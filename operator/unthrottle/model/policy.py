@@ -198,6 +198,7 @@ class PrometheusPolicy(ApiModel):
     insecure_skip_verify: bool = False
     timeout: DurationMs = Field(default=parse_duration_ms("30s"), ge=1000)
     concurrency: int = Field(default=4, ge=1, le=32)
+    compress_answers: bool = False  # gzip: less to transfer, far more CPU for Prometheus
 
     @model_validator(mode="after")
     def _one_auth(self) -> Self:

@@ -62,6 +62,7 @@ def prometheus_config(
     timeout_seconds: float | None = None,
     extra_matchers: Mapping[str, str] | None = None,
     concurrency: int | None = None,
+    compress_answers: bool | None = None,
 ) -> PrometheusConfig:
     """How to read Prometheus for a policy: its matchers, CFS period, TLS and timeout, with
     the credentials and overrides of the caller (the operator's Secrets, the CLI's flags)."""
@@ -79,6 +80,7 @@ def prometheus_config(
         extra_matchers={**p.match_labels, **(extra_matchers or {})},
         cfs_period_us=spec.cpu.cfs_period * 1000,
         concurrency=p.concurrency if concurrency is None else concurrency,
+        compress_answers=p.compress_answers if compress_answers is None else compress_answers,
     )
 
 
