@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import pytest
+import requests
 
 from unthrottle.model.recommendation import NoRecommendation, NoRecommendationReason
 from unthrottle.model.stats import ContainerStats
@@ -549,6 +550,13 @@ def test_harness_names_a_missing_binary(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_compressed_answers_read_the_same(data: Data) -> None:
     # Prometheus gzips an answer when asked (compressAnswers): the same statistics.
+    asked = requests.post(
+        f"{data.server.url}/api/v1/query",
+        data={"query": "up"},
+        headers={"Accept-Encoding": "gzip"},
+        timeout=30,
+    )
+    assert asked.headers.get("Content-Encoding") == "gzip"  # the path is really taken
     plain = data.fetch()
     with data.source(compress_answers=True) as source:
         compressed = source.fetch(WINDOW, end=END_S)

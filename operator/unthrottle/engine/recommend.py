@@ -77,7 +77,7 @@ class _CpuPlan:
     notes: tuple[str, ...]
     burst_counted: bool = True  # the projection includes burst_us (an agent applies it)
     capped: bool = False  # a cap binds below the limit the throttle target needs
-    request_band: tuple[int, int] = (0, 0)  # kept within: lower ≤ request ≤ upper
+    request_band: tuple[int, int] = (0, 0)  # kept within: lower ≤ request ≤ upper (always set)
 
 
 def _evidence(stats: ContainerStats, estimate: DemandEstimate, demand_p99: float) -> Evidence:
@@ -126,14 +126,12 @@ def _plan_cpu(
     percentile_name, demand, request = _tier_request(rule.percentile, usage, estimate, policy)
     lower_name, _, lower = _tier_request(rule.lower_percentile, usage, estimate, policy)
     upper_name, _, upper = _tier_request(rule.upper_percentile, usage, estimate, policy)
-    lower, upper = min(lower, request), max(upper, request)
     notes = [
         f"{policy.tier.value} tier: request = {percentile_name} demand "
         f"{describe_millicores(math.ceil(demand))} + {rule.headroom:.0%} = "
-        f"{describe_millicores(request)}; a current request from "
-        f"{describe_millicores(lower)} to {describe_millicores(upper)} "
-        f"({lower_name} to {upper_name} demand + {rule.headroom:.0%}) is kept"
+        f"{describe_millicores(request)}"
     ]
+    band_source = f"{lower_name} to {upper_name} demand + {rule.headroom:.0%}"
     limit_policy = bounds.limit_policy
     if (
         limit_policy is LimitPolicy.UNSET
@@ -146,7 +144,8 @@ def _plan_cpu(
     if limit_policy is LimitPolicy.UNSET:
         if manage_workers:
             notes.append("no CPU limit; WEB_CONCURRENCY follows requests.cpu")
-        return _CpuPlan(request, None, 0, 0.0, tuple(notes), request_band=(lower, upper))
+        band = _request_band(request, lower, upper, band_source, notes)
+        return _CpuPlan(request, None, 0, 0.0, tuple(notes), request_band=band)
     sizing = _LimitSizing(stats, policy, estimate, manage_workers, notes)
     limit = sizing.start(request, limit_policy is LimitPolicy.GUARANTEED)
     limit = sizing.meet_target(limit)
@@ -154,8 +153,9 @@ def _plan_cpu(
     limit = sizing.whole_cores(limit)
     limit, capped = sizing.capped(limit)
     if limit_policy is LimitPolicy.GUARANTEED:
-        request = limit
+        request = lower = upper = limit  # the request is the limit: no band
     request = min(request, limit)
+    band = _request_band(request, lower, min(upper, limit), band_source, notes)
     return _CpuPlan(
         request,
         limit,
@@ -164,11 +164,21 @@ def _plan_cpu(
         tuple(notes),
         sizing.counted,
         capped,
-        # A kept request stays under the limit, and under Guaranteed it is the limit.
-        request_band=(request, request)
-        if limit_policy is LimitPolicy.GUARANTEED
-        else (min(lower, request), max(request, min(upper, limit))),
+        request_band=band,  # a kept request stays under the limit
     )
+
+
+def _request_band(
+    request: int, lower: int, upper: int, source: str, notes: list[str]
+) -> tuple[int, int]:
+    """The band a current request is kept within, around ``request`` (:mod:`.tiers`)."""
+    band = (min(lower, request), max(upper, request))
+    if band[0] < band[1]:
+        notes.append(
+            f"a current request from {describe_millicores(band[0])} to "
+            f"{describe_millicores(band[1])} ({source}) is kept"
+        )
+    return band
 
 
 class _LimitSizing:
@@ -477,8 +487,8 @@ def recommend(stats: ContainerStats, policy: ThrottlePolicySpec) -> Recommendati
     )
     return Recommendation(
         cpu_request=plan.request,
-        cpu_request_lower_bound=min(plan.request, plan.request_band[0]),
-        cpu_request_upper_bound=max(plan.request, plan.request_band[1]),
+        cpu_request_lower_bound=plan.request_band[0],
+        cpu_request_upper_bound=plan.request_band[1],
         cpu_limit=plan.limit,
         cpu_burst_us=plan.burst_us,
         memory_request=None if memory is None else memory.request,
