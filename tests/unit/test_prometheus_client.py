@@ -280,9 +280,10 @@ def test_partial_answers_and_bad_values(fake: Any) -> None:
     server = fake(answer)
     with source(server.url) as src:
         result = src.fetch("1h", end=1700000000)
-    assert result.queries == 5 == len(server.seen)
-    # Three bad rows in each of two instant answers, three bad points in each of two series.
-    assert result.dropped_values == 3 * 2 + 3 * 2
+    assert result.queries == 8 == len(server.seen)
+    # Three bad rows in each of five instant answers (four of kube-state-metrics, the
+    # counters), three bad points in each of two series.
+    assert result.dropped_values == 3 * 5 + 3 * 2
     assert result.partial
     assert all("store eu-1 unavailable" in w for w in result.warnings)
     assert result.workloads == ()
@@ -308,14 +309,46 @@ def test_unusable_values_are_named_by_their_series_not_missing(fake: Any) -> Non
     with source(server.url) as src:
         result = src.fetch("1h", end=1700000000)
     assert result.missing_series == frozenset()
-    # Two instant answers (ksm, counters) carry the negative periods; each range series
-    # has three unusable points.
+    # Five instant answers (four of kube-state-metrics, the counters) carry the negative
+    # periods; each range series has three unusable points.
     assert result.unusable_series == {
-        "container_cpu_cfs_periods_total": 2,
+        "container_cpu_cfs_periods_total": 5,
         "container_cpu_usage_seconds_total": 3,
         "container_memory_rss": 3,
     }
-    assert result.dropped_values == 2 + 3 + 3
+    assert result.dropped_values == 5 + 3 + 3
+
+
+@pytest.mark.parametrize("concurrency", [1, 3, 4])
+def test_queries_run_concurrently_up_to_the_bound(fake: Any, concurrency: int) -> None:
+    lock = threading.Lock()
+    in_flight: list[int] = [0]
+    most: list[int] = [0]
+
+    def answer(i: int, seen: Seen) -> Answer:
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        time.sleep(0.15)  # long enough for every query the fetch has sent to arrive
+        with lock:
+            in_flight[0] -= 1
+        if seen.path.startswith("/api/v1/label/__name__/values?"):
+            return Answer(body=json.dumps({"status": "success", "data": []}))
+        if seen.path == "/api/v1/query_range":
+            return matrix([])
+        return vector([])
+
+    server = fake(answer)
+    with source(server.url, concurrency=concurrency) as src:
+        started = time.monotonic()
+        result = src.fetch("1h", end=1700000000)
+        took = time.monotonic() - started
+    # The presence check and the 4 kube-state-metrics queries go together, then the
+    # chunk's 3: never more than the bound in flight, and as many as it allows.
+    assert result.queries == 8
+    assert most[0] == concurrency
+    rounds = -(-5 // concurrency) + -(-3 // concurrency)
+    assert took >= rounds * 0.15
 
 
 def test_series_names_are_asked_of_the_index_in_one_request(fake: Any) -> None:

@@ -65,3 +65,13 @@ def test_an_answer_cut_inside_the_results_is_an_error() -> None:
     data = json.dumps(ANSWER).encode()
     with pytest.raises(ValueError, match="ends inside"):
         _read([data[: data.index(b"0.25")]])
+
+
+@pytest.mark.parametrize("size", [1, 5, 19, 10_000])
+def test_a_label_value_that_looks_like_an_element_end_is_read_whole(size: int) -> None:
+    # Label values are any text: "]}" inside one must not be taken for an element's end.
+    answer = json.loads(json.dumps(ANSWER))
+    answer["data"]["result"][0]["metric"]["pod"] = 'a]}, {"x": [1]}'
+    data = json.dumps(answer).encode()
+    elements, _ = _read([data[i : i + size] for i in range(0, len(data), size)])
+    assert elements == answer["data"]["result"]

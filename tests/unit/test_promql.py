@@ -102,7 +102,7 @@ def _end_of_string(query: str, start: int) -> int:
 def _queries(builder: QueryBuilder, namespaces: tuple[str, ...] | None) -> list[str]:
     return [
         *builder.presence_selectors(),
-        builder.kube_state_metrics(namespaces),
+        *(promql for _, promql in builder.kube_state_metrics(namespaces)),
         *(q.promql for q in builder.chunk_queries(namespaces)),
         *(q.promql for q in builder.chunk_queries(namespaces, rule=True) if q.kind == "usage"),
     ]
@@ -149,8 +149,9 @@ def test_no_namespace_matcher_for_every_namespace() -> None:
 def test_queries_use_the_resolution() -> None:
     builder = QueryBuilder(PrometheusConfig(url="http://p:9090"), Resolution.for_window(604800))
     assert "[5m]))" in builder.usage_rate(None)
-    assert "[7d])" in builder.kube_state_metrics(None)
-    assert ":5m]" not in builder.kube_state_metrics(None)  # no subquery: not series × steps
+    ksm = "\n".join(promql for _, promql in builder.kube_state_metrics(None))
+    assert "[7d])" in ksm
+    assert ":5m]" not in ksm  # no subquery: not series × steps
     assert "[7d]" in builder.counters(None)
     start, end = builder.resolution.range_bounds(1_700_000_123.456)
     assert (start % 300, end) == (0, 1_700_000_123.456)

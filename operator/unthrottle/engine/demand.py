@@ -108,11 +108,15 @@ def mean_demand(model: DemandModel) -> float:
 
 def mean_usage_at(model: DemandModel, limit: float) -> float:
     """E[min(D, L)] = ∫₀ᴸ P(D > x) dx: what the container uses on average under quota L."""
-    beta = model.scale
-    if model.log_level <= 0.0:
-        level = math.exp(model.log_level)
-        return level * beta * (1.0 - math.exp(-limit / beta))
-    start = beta * model.log_level  # below this every period needs more than x
+    return _mean_usage(model.log_level, model.scale, limit)
+
+
+def _mean_usage(log_level: float, beta: float, limit: float) -> float:
+    # mean_usage_at of the model (ln A, β); plain floats, as the fit's bisection calls it
+    # some fifty times per container.
+    if log_level <= 0.0:
+        return math.exp(log_level) * beta * (1.0 - math.exp(-limit / beta))
+    start = beta * log_level  # below this every period needs more than x
     if limit <= start:
         return limit
     return start + beta * (1.0 - math.exp(-(limit - start) / beta))
@@ -120,8 +124,7 @@ def mean_usage_at(model: DemandModel, limit: float) -> float:
 
 def _usage_for_scale(scale: float, ratio: float, limit: float) -> float:
     """Mean usage at quota L of the model with scale β through the point P(D > L) = r."""
-    log_level = math.log(ratio) + limit / scale
-    return mean_usage_at(DemandModel(log_level=log_level, scale=scale, fit=""), limit)
+    return _mean_usage(math.log(ratio) + limit / scale, scale, limit)
 
 
 def _fit_scale_to_usage(usage: float, ratio: float, limit: float) -> tuple[float, bool]:

@@ -107,9 +107,29 @@ class WorkloadPlan:
     patch: dict[str, Any] | None  # strategic merge: owned fields + annotations
     annotations: dict[str, str | None] | None  # merge patch of metadata.annotations only
     events: tuple[PlannedEvent, ...]
-    trec_spec: dict[str, Any]
-    trec_status: dict[str, Any]  # a merge patch (empty strings unset)
+    policy: str  # the policy whose pass planned it
+    planned_at: str  # the pass's time (RFC 3339)
     name: str = ""  # the trec's name (:func:`~unthrottle.reconcile.status.trec_names`)
+
+    # The trec is built when it is written, not held by the plan: a report of 10,000
+    # workloads holds their plans at once and never writes one (4 KB each).
+    @property
+    def trec_spec(self) -> dict[str, Any]:
+        return {
+            "targetRef": {
+                "apiVersion": "apps/v1",
+                "kind": self.deployment.kind.value,
+                "name": self.deployment.ref.name,
+            },
+            "policy": self.policy,
+        }
+
+    @property
+    def trec_status(self) -> dict[str, Any]:
+        """The trec's status as a merge patch (empty strings unset)."""
+        status = trec_status(self.outcome, self.policy, self.planned_at)
+        patch: dict[str, Any] = as_merge_patch(status.model_dump(mode="json", by_alias=True))
+        return patch
 
 
 @dataclass(frozen=True)
@@ -380,23 +400,15 @@ def _plan_workload(
         and (summary.get("action") != "Skipped" or decision.skip_code not in _skip_codes(previous))
     ):
         events.append(PlannedEvent("Skipped", decision.skip_reason))
-    status = trec_status(outcome, policy.name, now.text)
     return WorkloadPlan(
         deployment=deployment,
         outcome=outcome,
         patch=patch,
         annotations=annotations,
         events=tuple(events),
+        policy=policy.name,
+        planned_at=now.text,
         name=trec_name or deployment.ref.name,
-        trec_spec={
-            "targetRef": {
-                "apiVersion": "apps/v1",
-                "kind": deployment.kind.value,
-                "name": deployment.ref.name,
-            },
-            "policy": policy.name,
-        },
-        trec_status=as_merge_patch(status.model_dump(mode="json", by_alias=True)),
     )
 
 

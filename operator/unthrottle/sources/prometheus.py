@@ -149,10 +149,11 @@ class _Fetch:
             for stat, number in statistics.items():
                 self.tables.add(stat, labels, number)
 
-    def ksm(self, answer: QueryAnswer, present: NamesAnswer) -> Ksm:
-        out = Ksm()
+    def ksm(self, answer: QueryAnswer, out: Ksm) -> None:
         for stat, labels, number in self.rows(answer):
             out.add(stat, labels, number)
+
+    def present(self, present: NamesAnswer, out: Ksm) -> Ksm:
         self.record(present)
         out.present = set(present.names)
         return out
@@ -262,11 +263,8 @@ class PrometheusSource(PrometheusClient):
         run.usage_series.add(USAGE)
 
     def _read_kube_state_metrics(self, run: _Fetch, pool: _Pool, scope: Scope) -> Ksm:
-        """The kube-state-metrics query and the index's series over the window, together."""
+        """The kube-state-metrics queries and the index's series over the window, together."""
         builder, at = run.builder, run.at
-        ksm_answer = pool.submit(
-            self.query, builder.kube_state_metrics(scope), at, name="kube-state-metrics"
-        )
         present = pool.submit(
             self.series_names,
             builder.presence_selectors(),
@@ -274,9 +272,15 @@ class PrometheusSource(PrometheusClient):
             at,
             name="series-presence",
         )
-        ksm = run.ksm(ksm_answer.result(), present.result())
-        del ksm_answer, present  # their rows are in ksm now
-        return ksm
+        sent = [
+            pool.submit(self.query, promql, at, name=name)
+            for name, promql in builder.kube_state_metrics(scope)
+        ]
+        sent.reverse()
+        ksm = Ksm()
+        while sent:  # in order, each answer dropped once its rows are in ksm
+            run.ksm(sent.pop().result(), ksm)
+        return run.present(present.result(), ksm)
 
     def _chunks(self, scope: Scope, estimate: Mapping[str, int]) -> list[Scope]:
         """The whole scope as one chunk when it fits a query, else groups of namespaces."""

@@ -269,15 +269,17 @@ class QueryBuilder:
         """
         return f"{function}({sel}[{self.resolution.window}])"
 
-    def kube_state_metrics(self, namespaces: Scope) -> str:
-        """Owners, requests, limits and OOM kills over the window."""
+    def kube_state_metrics(self, namespaces: Scope) -> list[tuple[str, str]]:
+        """Owners, requests, limits and OOM kills over the window: four queries
+        ``(name, PromQL)`` meant to be sent at once.
+
+        Not one query joined with ``or``: Prometheus evaluates one query in one thread,
+        part after part, and the join costs a fifth more (2.42, 20,000 pods over 2 hours:
+        5.8 s as one query; owners, requests, limits and terminations 0.9 to 1.5 s each).
+        """
         w = self.resolution.window
         rs_owner = self.ksm(REPLICASET_OWNER, namespaces, Matcher.equal("owner_kind", "Deployment"))
-        last_terminated = self.ksm(
-            LAST_TERMINATED, namespaces, Matcher.equal("reason", "OOMKilled")
-        )
-        oom = f"max by ({_BY_CONTAINER}) ({self._over_window('max_over_time', last_terminated)})"
-        parts = [
+        owners = [
             tag(
                 f"max by (namespace, pod, owner_kind, owner_name) "
                 f"({self._over_window('max_over_time', self.ksm(POD_OWNER, namespaces))})",
@@ -291,22 +293,31 @@ class QueryBuilder:
                 "rs_owner",
             ),
         ]
+        resources: dict[str, list[str]] = {REQUESTS: [], LIMITS: []}
         for stat, metric, resource in (
             ("cpu_request", REQUESTS, "cpu"),
-            ("cpu_limit", LIMITS, "cpu"),
             ("memory_request", REQUESTS, "memory"),
+            ("cpu_limit", LIMITS, "cpu"),
             ("memory_limit", LIMITS, "memory"),
         ):
             sel = self.ksm(metric, namespaces, Matcher.equal("resource", resource))
             last = self._over_window("last_over_time", sel)
-            parts.append(tag(f"max by ({_BY_CONTAINER}) ({last})", STAT_LABEL, stat))
-        parts.append(tag(oom, STAT_LABEL, "oom"))
+            resources[metric].append(tag(f"max by ({_BY_CONTAINER}) ({last})", STAT_LABEL, stat))
+        last_terminated = self.ksm(
+            LAST_TERMINATED, namespaces, Matcher.equal("reason", "OOMKilled")
+        )
+        oom = f"max by ({_BY_CONTAINER}) ({self._over_window('max_over_time', last_terminated)})"
         restarts = (
             f"max by ({_BY_CONTAINER}) (increase({self.ksm(RESTARTS, namespaces)}[{w}]))"
             f" and on ({_BY_CONTAINER}) ({oom})"
         )
-        parts.append(tag(restarts, STAT_LABEL, "restarts"))
-        return join_or(parts)
+        terminations = [tag(oom, STAT_LABEL, "oom"), tag(restarts, STAT_LABEL, "restarts")]
+        return [
+            ("kube-state-metrics owners", join_or(owners)),
+            ("kube-state-metrics requests", join_or(resources[REQUESTS])),
+            ("kube-state-metrics limits", join_or(resources[LIMITS])),
+            ("kube-state-metrics terminations", join_or(terminations)),
+        ]
 
     def counters(self, namespaces: Scope) -> str:
         """Over the window's raw samples: increases of the CFS counters, the CFS period,

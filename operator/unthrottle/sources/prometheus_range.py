@@ -124,16 +124,17 @@ def slope(points: Points) -> float | None:
     if n < 2:
         return None
     ys = points.values
-    if all(y == ys[0] for y in ys):
+    if min(ys) == max(ys):
         return 0.0
     origin = points.times[0]
-    xs = [t - origin for t in points.times]
-    mean_x = math.fsum(xs) / n
+    mean_x = math.fsum([t - origin for t in points.times]) / n
     mean_y = math.fsum(ys) / n
-    var_x = math.fsum((x - mean_x) ** 2 for x in xs)
+    # Lists, not generators, into fsum: this runs for every RSS series of a fetch.
+    dx = [t - origin - mean_x for t in points.times]
+    var_x = math.fsum([d * d for d in dx])
     if var_x == 0:
         return None
-    return math.fsum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var_x
+    return math.fsum([d * (y - mean_y) for d, y in zip(dx, ys, strict=True)]) / var_x
 
 
 def usage_statistics(points: Points) -> dict[str, float]:

@@ -98,6 +98,16 @@ class ResultStream:
                 self._pos = pos + 1
                 self._finish(prefix + "]" + self._rest())
                 return
+            if (
+                not self._done
+                and len(buf) - pos <= _MAX_ELEMENT_CHARS
+                and buf.find("]}", pos) == -1
+            ):
+                # Every element of an answer (a series, a sample) ends with "]}": without
+                # one there is no complete element yet, and a failed decode costs as much
+                # as a good one. Read on first.
+                self._more()
+                continue
             try:
                 element, end = _DECODER.raw_decode(buf, pos)
             except json.JSONDecodeError:
