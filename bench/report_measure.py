@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from unthrottle.cli.output import OutputFormat, write_document
+from unthrottle.cli import output
+from unthrottle.cli.output import OutputFormat, render
 from unthrottle.cli.report import build_report, report_document
 from unthrottle.model.policy import ThrottlePolicySpec
 from unthrottle.sources.prometheus import PrometheusConfig, PrometheusSource
@@ -66,7 +67,13 @@ def measure(url: str, window: str, at: float, timeout: float) -> dict[str, Any]:
     engine_s = time.perf_counter() - engine_started
     render_started = time.perf_counter()
     sink = _CountingSink()
-    write_document(report_document(rows, fetched, url), OutputFormat.JSON, sink)
+    document = report_document(rows, fetched, url)
+    # As the command writes it: streamed, or as one text by a code from before that.
+    streamed = getattr(output, "write_document", None)
+    if streamed is None:
+        sink.write(render(document, OutputFormat.JSON, ""))
+    else:
+        streamed(document, OutputFormat.JSON, sink)
     render_s = time.perf_counter() - render_started
     total_s = time.perf_counter() - started
     stats = fetched.query_stats

@@ -16,10 +16,10 @@ returns (:class:`FetchResult`). The parts live beside it, one concept each:
 :class:`FetchResult` are imported from here. The API is synchronous and thread-safe; the
 operator calls it through ``asyncio.to_thread``.
 
-A fetch sends the kube-state-metrics query once, asks the index once which series exist
-over the window, sizes the scope from the kube-state-metrics rows, then sends the three
-per-chunk queries of each chunk (a scope of up to 10,000 containers is one chunk: 5 HTTP
-requests; 3 chunks cost 11), at most ``concurrency`` at once. Values arrive as strings;
+A fetch sends the four kube-state-metrics queries once and asks the index once which
+series exist over the window, together; sizes the scope from the kube-state-metrics rows;
+then sends the three per-chunk queries of each chunk (a scope of up to 10,000 containers
+is one chunk: 8 HTTP requests; 3 chunks cost 14), at most ``concurrency`` at once. Values arrive as strings;
 each is checked with ``math.isfinite`` and for sign, and NaN, ±Inf and negative values
 are dropped and counted (``FetchResult.dropped_values``, and by the series they come from in
 ``FetchResult.unusable_series``; only an RSS slope may be negative). Required series that

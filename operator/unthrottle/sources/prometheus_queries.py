@@ -9,8 +9,9 @@ aggregated over a workload's pods is in :mod:`unthrottle.sources.prometheus_aggr
 
 Queries per fetch (not per Deployment)
     One request to the index for which series exist over the window
-    (:meth:`QueryBuilder.presence_selectors`, every namespace), one kube-state-metrics
-    query for the whole scope (owners, requests, limits, OOM kills), then three per
+    (:meth:`QueryBuilder.presence_selectors`, every namespace), four kube-state-metrics
+    queries for the whole scope (owners, requests, limits, OOM kills; apart so that
+    Prometheus evaluates them in parallel), then three per
     *chunk*: an instant query of the CPU counters and memory maxima, and two range queries
     over the window at the step, of the CPU usage rate and of RSS, whose series the client
     reduces (:mod:`.prometheus_range`); one more per range query when some container has

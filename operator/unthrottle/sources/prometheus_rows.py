@@ -96,7 +96,7 @@ class Tables:
 
 
 class Ksm:
-    """What the kube-state-metrics query said, and which series exist (``present``)."""
+    """What the kube-state-metrics queries said, and which series exist (``present``)."""
 
     def __init__(self) -> None:
         self.present: set[str] = set()
@@ -107,7 +107,7 @@ class Ksm:
         self.tables = Tables()
 
     def add(self, stat: str, labels: Mapping[str, str], number: float) -> None:
-        """One row of the kube-state-metrics query."""
+        """One row of a kube-state-metrics query."""
         if stat == "pod_owner":
             pod = (labels.get("namespace", ""), labels.get("pod", ""))
             if all(pod):
