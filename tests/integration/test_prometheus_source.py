@@ -26,9 +26,10 @@ import math
 import re
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import pytest
 import requests
@@ -59,7 +60,9 @@ from unthrottle.sources.prometheus_queries import (
     SPEC_PERIOD,
     THROTTLED_SECONDS,
     WORKING_SET,
+    Resolution,
 )
+from unthrottle.sources.prometheus_range import parse_points, reduce_usage, rss_statistics
 
 pytestmark = pytest.mark.integration
 
@@ -563,3 +566,56 @@ def test_compressed_answers_read_the_same(data: Data) -> None:
         compressed = source.fetch(WINDOW, end=END_S)
     assert compressed.workloads == plain.workloads
     assert compressed.queries == plain.queries
+
+
+_SERIES = '{cluster="prod", container!="", container!="POD"}'
+
+
+def test_the_client_reduces_each_series_as_prometheus_functions_would(data: Data) -> None:
+    # The range queries' series are reduced in the client (sources/prometheus_range.py)
+    # in place of one `*_over_time` subquery per statistic: Prometheus' own functions over
+    # the same steps must give the same numbers, for every container of the cluster.
+    resolution = Resolution.for_window(HOURS * 3600)
+    start, end = resolution.range_bounds(END_S)
+    steps = f"[{resolution.window}:{resolution.step}]"
+    usage = f"rate(container_cpu_usage_seconds_total{_SERIES}[{resolution.rate}])"
+    rss = f"container_memory_rss{_SERIES}"
+
+    def key(labels: Mapping[str, str]) -> tuple[str, str, str]:
+        return (labels["namespace"], labels["pod"], labels["container"])
+
+    with data.source(cluster=None) as source:
+
+        def promql(expression: str) -> dict[tuple[str, str, str], float]:
+            return {key(labels): float(v) for labels, v in source.query(expression, END_S).rows}
+
+        def reduced(selection: str, reduce: Any) -> dict[tuple[str, str, str], dict[str, float]]:
+            answer = source.query_range(selection, start, end, resolution.step_seconds, reduce)
+            return {key(labels): statistics for labels, statistics in answer.rows}
+
+        client = reduced(usage, lambda _, raw: reduce_usage(raw)[0])
+        memory = reduced(rss, lambda _, raw: rss_statistics(parse_points(raw)[0]))
+        functions = {
+            **{
+                name: f"quantile_over_time({q}, {usage}{steps})"
+                for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999))
+            },
+            "p9999": f"quantile_over_time(0.9999, {usage}{steps})",
+            "max": f"max_over_time({usage}{steps})",
+            "mean": f"avg_over_time({usage}{steps})",
+            "count": f"count_over_time({usage}{steps})",
+            "last": f"max_over_time(timestamp({usage}){steps})",
+            "rss_p99": f"quantile_over_time(0.99, {rss}{steps})",
+            "rss_count": f"count_over_time({rss}{steps})",
+            "rss_slope": f"deriv({rss}{steps})",
+        }
+        expected = {name: promql(expression) for name, expression in functions.items()}
+    assert len(client) == len(memory) >= len(all_scenarios())
+    for name, values in expected.items():
+        ours = memory if name.startswith("rss_") else client
+        assert values.keys() == ours.keys(), name
+        for k, value in values.items():
+            got = ours[k][name]
+            assert got == pytest.approx(value, rel=1e-9, abs=1e-9), (name, k)
+    growing = [k for k, v in expected["rss_slope"].items() if v > 0]
+    assert growing, "some container's RSS grows: the slope is checked on a real trend"

@@ -19,10 +19,11 @@ operator calls it through ``asyncio.to_thread``.
 A fetch sends the four kube-state-metrics queries once and asks the index once which
 series exist over the window, together; sizes the scope from the kube-state-metrics rows;
 then sends the three per-chunk queries of each chunk (a scope of up to 10,000 containers
-is one chunk: 8 HTTP requests; 3 chunks cost 14), at most ``concurrency`` at once. Values arrive as strings;
-each is checked with ``math.isfinite`` and for sign, and NaN, ±Inf and negative values
-are dropped and counted (``FetchResult.dropped_values``, and by the series they come from in
-``FetchResult.unusable_series``; only an RSS slope may be negative). Required series that
+is one chunk: 8 HTTP requests; 3 chunks cost 14), at most ``concurrency`` at once.
+Values arrive as strings; each is checked with ``math.isfinite`` and for sign, and NaN,
+±Inf and negative values are dropped and counted (``FetchResult.dropped_values``, and by
+the series they come from in ``FetchResult.unusable_series``; only an RSS slope may be
+negative). Required series that
 do not exist at any time in the window are reported in ``FetchResult.missing_series``
 (rules in :mod:`.prometheus_rows`).
 

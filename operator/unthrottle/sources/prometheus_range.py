@@ -21,6 +21,7 @@ series read here are rates and byte counts, never negative). Pure: values in, va
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -123,14 +124,21 @@ def slope(points: Points) -> float | None:
     n = len(points.values)
     if n < 2:
         return None
-    ys = points.values
+    ts, ys = points.times, points.values
     if min(ys) == max(ys):
         return 0.0
-    origin = points.times[0]
-    mean_x = math.fsum([t - origin for t in points.times]) / n
+    step = ts[1] - ts[0]
+    if step > 0 and ts[-1] - ts[0] == step * (n - 1):
+        # Every step has its point (the common case: one pod's life at the step). With
+        # x = i·step, Σ(x - x̄)² = step²·n(n² - 1)/12 and Σ(x - x̄)(y - ȳ) =
+        # step·(Σ i·y - (n - 1)/2·Σ y): two sums at C speed, each exact (fsum).
+        moment = math.fsum(map(operator.mul, range(n), ys))
+        centred = moment - (n - 1) / 2 * math.fsum(ys)
+        return centred / (step * n * (n * n - 1) / 12)
+    origin = ts[0]
+    mean_x = math.fsum([t - origin for t in ts]) / n
     mean_y = math.fsum(ys) / n
-    # Lists, not generators, into fsum: this runs for every RSS series of a fetch.
-    dx = [t - origin - mean_x for t in points.times]
+    dx = [t - origin - mean_x for t in ts]
     var_x = math.fsum([d * d for d in dx])
     if var_x == 0:
         return None
