@@ -59,7 +59,7 @@ from unthrottle.sources.prometheus_queries import (
     Scope,
     plan_chunks,
 )
-from unthrottle.sources.prometheus_range import parse_points, reduce_usage, rss_statistics
+from unthrottle.sources.prometheus_range import reduce_rss, reduce_usage
 from unthrottle.sources.prometheus_rows import SIGNED_STATS, Ksm, Tables
 
 __all__ = [
@@ -192,8 +192,7 @@ def _reduce_usage(_: Mapping[str, str], raw: Sequence[Any]) -> _Reduced:
 
 
 def _reduce_rss(_: Mapping[str, str], raw: Sequence[Any]) -> _Reduced:
-    points, dropped = parse_points(raw)
-    return rss_statistics(points), dropped
+    return reduce_rss(raw)
 
 
 class PrometheusSource(PrometheusClient):

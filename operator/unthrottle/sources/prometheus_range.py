@@ -31,6 +31,7 @@ __all__ = [
     "Points",
     "parse_points",
     "quantile",
+    "reduce_rss",
     "reduce_usage",
     "rss_statistics",
     "slope",
@@ -125,16 +126,11 @@ def slope(points: Points) -> float | None:
     if n < 2:
         return None
     ts, ys = points.times, points.values
-    if min(ys) == max(ys):
-        return 0.0
     step = ts[1] - ts[0]
     if step > 0 and ts[-1] - ts[0] == step * (n - 1):
-        # Every step has its point (the common case: one pod's life at the step). With
-        # x = i·step, Σ(x - x̄)² = step²·n(n² - 1)/12 and Σ(x - x̄)(y - ȳ) =
-        # step·(Σ i·y - (n - 1)/2·Σ y): two sums at C speed, each exact (fsum).
-        moment = math.fsum(map(operator.mul, range(n), ys))
-        centred = moment - (n - 1) / 2 * math.fsum(ys)
-        return centred / (step * n * (n * n - 1) / 12)
+        return _slope_at_every_step(ys, step)
+    if min(ys) == max(ys):
+        return 0.0
     origin = ts[0]
     mean_x = math.fsum([t - origin for t in ts]) / n
     mean_y = math.fsum(ys) / n
@@ -143,6 +139,20 @@ def slope(points: Points) -> float | None:
     if var_x == 0:
         return None
     return math.fsum([d * (y - mean_y) for d, y in zip(dx, ys, strict=True)]) / var_x
+
+
+def _slope_at_every_step(ys: list[float], step: float) -> float:
+    """:func:`slope` of at least two points ``step`` seconds apart, none missing (one
+    pod's life at the query's step, the common case).
+
+    With x = i·step, Σ(x - x̄)² = step²·n(n² - 1)/12 and Σ(x - x̄)(y - ȳ) =
+    step·(Σ i·y - (n - 1)/2·Σ y): two sums at C speed, each exact (``fsum``).
+    """
+    if min(ys) == max(ys):
+        return 0.0
+    n = len(ys)
+    centred = math.fsum(map(operator.mul, range(n), ys)) - (n - 1) / 2 * math.fsum(ys)
+    return centred / (step * n * (n * n - 1) / 12)
 
 
 def usage_statistics(points: Points) -> dict[str, float]:
@@ -166,11 +176,31 @@ def rss_statistics(points: Points) -> dict[str, float]:
     """RSS p99, sample count and slope of one series of RSS bytes (empty without points)."""
     if not points.values:
         return {}
-    out = {
-        "rss_p99": quantile(0.99, sorted(points.values)),
-        "rss_count": float(len(points.values)),
-    }
-    rate = slope(points)
+    return _rss(points.values, slope(points))
+
+
+def reduce_rss(raw: Sequence[Any]) -> tuple[dict[str, float], int]:
+    """:func:`rss_statistics` of ``[[t, "v"], ...]``, and how many points were dropped.
+
+    The common case (every value usable, a point at every step) reads the values and
+    only the first two times and the last."""
+    try:
+        values = [float(v) for _, v in raw]
+        times = [float(raw[i][0]) for i in (0, 1, -1)] if len(raw) > 1 else []
+    except (TypeError, ValueError, IndexError):
+        pass
+    else:
+        if times and _usable(values):
+            first, second, last = times
+            step = second - first
+            if step > 0 and last - first == step * (len(values) - 1):
+                return _rss(values, _slope_at_every_step(values, step)), 0
+    points, dropped = parse_points(raw)
+    return rss_statistics(points), dropped
+
+
+def _rss(values: list[float], rate: float | None) -> dict[str, float]:
+    out = {"rss_p99": quantile(0.99, sorted(values)), "rss_count": float(len(values))}
     if rate is not None:
         out["rss_slope"] = rate
     return out
