@@ -23,9 +23,8 @@ is one chunk: 8 HTTP requests; 3 chunks cost 14), at most ``concurrency`` at onc
 Values arrive as strings; each is checked with ``math.isfinite`` and for sign, and NaN,
 ±Inf and negative values are dropped and counted (``FetchResult.dropped_values``, and by
 the series they come from in ``FetchResult.unusable_series``; only an RSS slope may be
-negative). Required series that
-do not exist at any time in the window are reported in ``FetchResult.missing_series``
-(rules in :mod:`.prometheus_rows`).
+negative). Required series that do not exist at any time in the window are reported in
+``FetchResult.missing_series`` (rules in :mod:`.prometheus_rows`).
 
 A result with ``warnings`` (a partial response) is ``partial``; callers must not patch
 from it.
