@@ -59,7 +59,7 @@ from unthrottle.sources.prometheus_queries import (
     plan_chunks,
 )
 from unthrottle.sources.prometheus_range import reduce_rss, reduce_usage
-from unthrottle.sources.prometheus_rows import SIGNED_STATS, Ksm, Tables
+from unthrottle.sources.prometheus_rows import SIGNED_STATS, Ksm, Tables, key_of
 
 __all__ = [
     "FetchResult",
@@ -223,14 +223,14 @@ class PrometheusSource(PrometheusClient):
         answer = self._send(query, builder, at)
         if not isinstance(answer, RangeAnswer):
             return answer
-        seen = Counter(_key_of(labels) for labels, _ in answer.rows)
+        seen = Counter(key_of(labels) for labels, _ in answer.rows)
         several = {key for key, n in seen.items() if n > 1}
         if not several:
             return answer
         again = self._send(builder.aggregated(query, chunk, {k[1] for k in several}), builder, at)
         assert isinstance(again, RangeAnswer)
-        rows = [row for row in answer.rows if _key_of(row[0]) not in several]
-        rows += [row for row in again.rows if _key_of(row[0]) in several]
+        rows = [row for row in answer.rows if key_of(row[0]) not in several]
+        rows += [row for row in again.rows if key_of(row[0]) in several]
         stats = _added(answer.stats, again.stats, len(rows))
         warnings = answer.warnings + again.warnings
         return RangeAnswer(tuple(rows), warnings, stats, answer.requests + again.requests)
@@ -257,7 +257,7 @@ class PrometheusSource(PrometheusClient):
         for future in sent:
             answer = future.result()
             assert isinstance(answer, RangeAnswer)
-            rows = tuple(row for row in answer.rows if _key_of(row[0]) in gaps)
+            rows = tuple(row for row in answer.rows if key_of(row[0]) in gaps)
             run.collect(RangeAnswer(rows, answer.warnings, answer.stats, answer.requests))
         run.usage_series.add(USAGE)
 
@@ -367,10 +367,6 @@ def _added(first: QueryStats, second: QueryStats, series: int) -> QueryStats:
         total_queryable_samples=total if measured else None,
         peak_samples=peak if measured else None,
     )
-
-
-def _key_of(labels: Mapping[str, str]) -> tuple[str, str, str]:
-    return (labels.get("namespace", ""), labels.get("pod", ""), labels.get("container", ""))
 
 
 class _Pool(ThreadPoolExecutor):

@@ -126,8 +126,8 @@ def slope(points: Points) -> float | None:
     if n < 2:
         return None
     ts, ys = points.times, points.values
-    step = ts[1] - ts[0]
-    if step > 0 and ts[-1] - ts[0] == step * (n - 1):
+    step = _whole_step(ts[0], ts[1], ts[-1], n)
+    if step is not None:
         return _slope_at_every_step(ys, step)
     if min(ys) == max(ys):
         return 0.0
@@ -139,6 +139,12 @@ def slope(points: Points) -> float | None:
     if var_x == 0:
         return None
     return math.fsum([d * (y - mean_y) for d, y in zip(dx, ys, strict=True)]) / var_x
+
+
+def _whole_step(first: float, second: float, last: float, n: int) -> float | None:
+    """The step between ``n`` points from ``first`` to ``last`` when none is missing."""
+    step = second - first
+    return step if step > 0 and last - first == step * (n - 1) else None
 
 
 def _slope_at_every_step(ys: list[float], step: float) -> float:
@@ -186,15 +192,16 @@ def reduce_rss(raw: Sequence[Any]) -> tuple[dict[str, float], int]:
     only the first two times and the last."""
     try:
         values = [float(v) for _, v in raw]
-        times = [float(raw[i][0]) for i in (0, 1, -1)] if len(raw) > 1 else []
+        step = (
+            _whole_step(float(raw[0][0]), float(raw[1][0]), float(raw[-1][0]), len(raw))
+            if len(raw) > 1
+            else None
+        )
     except (TypeError, ValueError, IndexError):
         pass
     else:
-        if times and _usable(values):
-            first, second, last = times
-            step = second - first
-            if step > 0 and last - first == step * (len(values) - 1):
-                return _rss(values, _slope_at_every_step(values, step)), 0
+        if step is not None and _usable(values):
+            return _rss(values, _slope_at_every_step(values, step)), 0
     points, dropped = parse_points(raw)
     return rss_statistics(points), dropped
 

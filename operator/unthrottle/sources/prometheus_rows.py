@@ -52,7 +52,16 @@ from unthrottle.sources.prometheus_queries import (
     WORKING_SET,
 )
 
-__all__ = ["RESOURCE_STATS", "SIGNED_STATS", "Key", "Ksm", "Owners", "PodKey", "Tables"]
+__all__ = [
+    "RESOURCE_STATS",
+    "SIGNED_STATS",
+    "Key",
+    "Ksm",
+    "Owners",
+    "PodKey",
+    "Tables",
+    "key_of",
+]
 
 _DIRECT_KINDS = frozenset({WorkloadKind.STATEFULSET.value, WorkloadKind.DAEMONSET.value})
 
@@ -65,8 +74,13 @@ RESOURCE_STATS: Final = ("cpu_request", "cpu_limit", "memory_request", "memory_l
 _CONTAINER_STATS_KSM: Final = frozenset({*RESOURCE_STATS, "oom", "restarts"})
 
 
+def key_of(labels: Mapping[str, str]) -> Key:
+    """A row's (namespace, pod, container); a missing label is the empty string."""
+    return (labels.get("namespace", ""), labels.get("pod", ""), labels.get("container", ""))
+
+
 def _key(labels: Mapping[str, str]) -> Key | None:
-    key = (labels.get("namespace", ""), labels.get("pod", ""), labels.get("container", ""))
+    key = key_of(labels)
     return key if all(key) else None
 
 
