@@ -5,6 +5,7 @@ HTML (``unthrottle report -o html``) has its own module, :mod:`unthrottle.cli.ht
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
@@ -43,12 +44,12 @@ def render_table(
 
 
 def render(data: Mapping[str, object], fmt: OutputFormat, table: str) -> str:
-    """``data`` as JSON or YAML, or the ready-made ``table`` text."""
-    if fmt is OutputFormat.JSON:
-        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    if fmt is OutputFormat.YAML:
-        return yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True)
-    return table
+    """``data`` as JSON or YAML (:func:`write_document`), or the ready-made ``table`` text."""
+    if fmt is OutputFormat.TABLE or fmt is OutputFormat.HTML:
+        return table
+    text = io.StringIO()
+    write_document(data, fmt, text)
+    return text.getvalue()
 
 
 class TextSink(Protocol):
