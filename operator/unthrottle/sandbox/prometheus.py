@@ -187,8 +187,11 @@ class PrometheusServer:
         moved into the data directory (Prometheus loads blocks at start-up only).
         """
         _, promtool = require_binaries()
-        rules = self.workdir / "recording-rules.yml"
-        rules.write_text(rules_yaml)
+        # Named relative to the working directory: the file's name is part of the group's
+        # identity, from which Prometheus derives the offset of its evaluations into each
+        # interval, so a fixed name gives the same instants on every run.
+        rules = "recording-rules.yml"
+        (self.workdir / rules).write_text(rules_yaml)
         out = self.workdir / "recorded-blocks"
         done = subprocess.run(
             [
@@ -202,8 +205,9 @@ class PrometheusServer:
                 f"--eval-interval={interval}",
                 f"--output-dir={out}",
                 "--quiet",
-                str(rules),
+                rules,
             ],
+            cwd=self.workdir,
             capture_output=True,
             text=True,
             check=False,
