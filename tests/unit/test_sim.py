@@ -23,6 +23,7 @@ from unthrottle.sim.cfs import (
     simulate_steps,
 )
 from unthrottle.sim.openmetrics import (
+    iter_scenario_series,
     pod_identities,
     render_openmetrics,
     replicaset_name,
@@ -527,6 +528,36 @@ def test_openmetrics_oom_and_no_limit() -> None:
     assert "container_cpu_cfs_periods_total" not in names
     assert "kube_pod_container_resource_limits" not in names
     assert "container_cpu_usage_seconds_total" in names
+
+
+def test_the_series_as_values_are_the_text_sample_for_sample() -> None:
+    # What a writer of another format (a TSDB block) reads is what the text says.
+    families, samples = _parse(_window(all_scenarios()))
+    kinds = dict(families)
+    from_text: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]] = (
+        defaultdict(list)
+    )
+    for name, labels, value, ts in samples:
+        from_text[name, tuple(sorted(labels.items()))].append((ts, value))
+    from_values: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]] = {}
+    for kind, (series, offset, values) in iter_scenario_series(
+        all_scenarios(),
+        T0,
+        T0 + 600_000,
+        step_ms=30_000,
+        extra_labels={"cluster": "prod"},
+        sample_periods=None,
+    ):
+        match = _SAMPLE.match(f"{series} 0 0")
+        assert match, series
+        name, labels = match.group(1), dict(_LABEL.findall(match.group(2)))
+        assert kinds[_family_of(name, kinds)] == kind
+        points = [
+            ((T0 + (offset + j) * 30_000) / 1000, float(v)) for j, v in enumerate(values) if v
+        ]
+        from_values[name, tuple(sorted(labels.items()))] = points
+    assert from_values == dict(from_text)
+    assert len(from_values) > 200
 
 
 def test_openmetrics_is_deterministic() -> None:

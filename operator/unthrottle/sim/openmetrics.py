@@ -39,6 +39,7 @@ from unthrottle.sim.series import (
     Shape,
     check_format,
     check_periods,
+    iter_series,
     render,
     timestamp,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "Shape",
     "iter_openmetrics",
     "iter_pod_runs",
+    "iter_scenario_series",
     "pod_identities",
     "render_openmetrics",
     "replicaset_name",
@@ -120,26 +122,16 @@ def pod_identities(scenario: Scenario) -> list[PodIdentity]:
     return out
 
 
-def iter_openmetrics(
+def _simulate_scenarios(
     scenarios: Scenario | Iterable[Scenario],
     start_ms: int,
     end_ms: int,
     *,
-    step_ms: int = 30_000,
-    shape: Shape = "default",
-    extra_labels: Mapping[str, str] | None = None,
-    sample_periods: int | None = DEFAULT_SAMPLE_PERIODS,
-) -> Iterator[str]:
-    """OpenMetrics text for the scenarios' pods over ``[start_ms, end_ms)``, in chunks.
-
-    Samples are at ``start_ms, start_ms + step_ms, ...`` (epoch milliseconds; the step
-    must be a whole number of CFS periods). Each chunk is whole lines: a family's
-    header or one series' samples; the last is ``# EOF``. ``extra_labels`` (e.g.
-    ``{"cluster": "prod"}``) are added to every series. ``sample_periods`` trades accuracy
-    for speed (see :func:`unthrottle.sim.cfs.simulate_steps` and
-    ``DEFAULT_SAMPLE_PERIODS``); None simulates every period. All pods are simulated
-    first (into compact arrays), then the text is generated.
-    """
+    step_ms: int,
+    shape: Shape,
+    extra_labels: Mapping[str, str] | None,
+    sample_periods: int | None,
+) -> tuple[Context, list[Pod]]:
     if end_ms <= start_ms:
         raise ValueError("end_ms must be after start_ms")
     extra = check_format(shape, step_ms, extra_labels)
@@ -166,7 +158,64 @@ def iter_openmetrics(
             )
             pod.rs_steps = n_steps if index == 0 else 0
             pods.append(pod)
+    return ctx, pods
+
+
+def iter_openmetrics(
+    scenarios: Scenario | Iterable[Scenario],
+    start_ms: int,
+    end_ms: int,
+    *,
+    step_ms: int = 30_000,
+    shape: Shape = "default",
+    extra_labels: Mapping[str, str] | None = None,
+    sample_periods: int | None = DEFAULT_SAMPLE_PERIODS,
+) -> Iterator[str]:
+    """OpenMetrics text for the scenarios' pods over ``[start_ms, end_ms)``, in chunks.
+
+    Samples are at ``start_ms, start_ms + step_ms, ...`` (epoch milliseconds; the step
+    must be a whole number of CFS periods). Each chunk is whole lines: a family's
+    header or one series' samples; the last is ``# EOF``. ``extra_labels`` (e.g.
+    ``{"cluster": "prod"}``) are added to every series. ``sample_periods`` trades accuracy
+    for speed (see :func:`unthrottle.sim.cfs.simulate_steps` and
+    ``DEFAULT_SAMPLE_PERIODS``); None simulates every period. All pods are simulated
+    first (into compact arrays), then the text is generated.
+    """
+    ctx, pods = _simulate_scenarios(
+        scenarios,
+        start_ms,
+        end_ms,
+        step_ms=step_ms,
+        shape=shape,
+        extra_labels=extra_labels,
+        sample_periods=sample_periods,
+    )
     yield from render(ctx, pods, shape)
+
+
+def iter_scenario_series(
+    scenarios: Scenario | Iterable[Scenario],
+    start_ms: int,
+    end_ms: int,
+    *,
+    step_ms: int = 30_000,
+    shape: Shape = "default",
+    extra_labels: Mapping[str, str] | None = None,
+    sample_periods: int | None = DEFAULT_SAMPLE_PERIODS,
+) -> Iterator[tuple[str, tuple[str, int, list[str]]]]:
+    """The series :func:`iter_openmetrics` writes, as values for a writer of another
+    format: ``(family type, (sample name + labels, first step, per-step values))``, an
+    empty value skipping its step (:func:`unthrottle.sim.series.iter_series`)."""
+    ctx, pods = _simulate_scenarios(
+        scenarios,
+        start_ms,
+        end_ms,
+        step_ms=step_ms,
+        shape=shape,
+        extra_labels=extra_labels,
+        sample_periods=sample_periods,
+    )
+    yield from iter_series(ctx, pods, shape)
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,7 @@ __all__ = [
     "Shape",
     "check_format",
     "check_periods",
+    "iter_series",
     "render",
     "timestamp",
 ]
@@ -121,6 +122,7 @@ def timestamp(ms: int) -> str:
 # A family: (name in TYPE, type, help, shapes it appears in, emitter). An emitter yields
 # (sample name + labels, per-step value strings) for one pod; ``None`` values skip steps.
 _Series = tuple[str, list[str]]
+_Placed = tuple[str, int, list[str]]  # a series and the grid step of its first value
 _Emitter = Callable[["Context", Pod], Iterator[_Series]]
 
 
@@ -419,6 +421,22 @@ def check_periods(s: Scenario, step_ms: int) -> None:
         raise ValueError(f"{s.name}: step {step_ms} ms is not a whole number of periods")
 
 
+def _family_series(ctx: Context, pods: list[Pod], emit: _Emitter) -> Iterator[_Placed]:
+    for pod in pods:
+        for series, values in emit(ctx, pod):
+            yield series, pod.offset, values
+
+
+def iter_series(ctx: Context, pods: list[Pod], shape: Shape) -> Iterator[tuple[str, _Placed]]:
+    """Every series :func:`render` writes, in its order, as values rather than text:
+    ``(family type, (sample name + labels, first step, per-step values))``; an empty
+    value skips its step."""
+    for _, kind, _, shapes, emit in _FAMILIES:
+        if shape in shapes:
+            for placed in _family_series(ctx, pods, emit):
+                yield kind, placed
+
+
 def render(ctx: Context, pods: list[Pod], shape: Shape) -> Iterator[str]:
     """The families in order, each pod's series in turn, then ``# EOF``."""
     timestamps = ctx.timestamps
@@ -426,12 +444,10 @@ def render(ctx: Context, pods: list[Pod], shape: Shape) -> Iterator[str]:
         if shape not in shapes:
             continue
         yield f"# HELP {family} {help_text}\n# TYPE {family} {kind}\n"
-        for pod in pods:
-            for series, values in emit(ctx, pod):
-                prefix = series + " "
-                # A pod's values start at its offset and are never longer than the rest
-                # of the grid: zip stops with them.
-                stamps = islice(timestamps, pod.offset, None)
-                lines = zip(values, stamps, strict=False)
-                yield "".join([f"{prefix}{v} {ts}\n" for v, ts in lines if v])
+        for series, offset, values in _family_series(ctx, pods, emit):
+            prefix = series + " "
+            # A pod's values start at its offset and are never longer than the rest of
+            # the grid: zip stops with them.
+            lines = zip(values, islice(timestamps, offset, None), strict=False)
+            yield "".join([f"{prefix}{v} {ts}\n" for v, ts in lines if v])
     yield "# EOF\n"
