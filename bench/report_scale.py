@@ -630,10 +630,18 @@ def markdown(document: dict[str, Any]) -> str:
         "| peak RSS, MiB | load |\n"
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
+    tiled = bool(document["setup"].get("tile_hours"))
     around = (
-        "| Deployments | series | raw samples | OpenMetrics, MiB | generate, s | backfill, s "
-        "| TSDB, MiB | Prometheus peak RSS, MiB |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| Deployments | series | raw samples | "
+        + (
+            "samples written | block, s "
+            if tiled
+            else "OpenMetrics, MiB | generate, s | backfill, s "
+        )
+        + "| TSDB, MiB | Prometheus peak RSS, MiB |\n"
+        + "|"
+        + "---:|" * (7 if tiled else 8)
+        + "\n"
     )
     for r in document["results"]:
         n = f"{r['deployments']:,}"
@@ -651,11 +659,16 @@ def markdown(document: dict[str, Any]) -> str:
                 f"| {ratio['samples_over_raw']} | {rep['peak_samples_max']:,} "
                 f"| {_cell(cli['peak_rss_mib'], 0)} | {_cell(cli['loadavg_1m_before'], 1)} |\n"
             )
+        if tiled:
+            built = f"| {r['block_stats']['numSamples']:,} | {r.get('block_write_seconds', '–')} "
+        else:
+            built = (
+                f"| {r.get('openmetrics_mib', '–')} | {r.get('generate_seconds', '–')} "
+                f"| {r.get('backfill_seconds', '–')} "
+            )
         around += (
-            f"| {n} | {r['series']:,} | {r['raw_samples_total']:,} "
-            f"| {r.get('openmetrics_mib', '–')} | {r.get('generate_seconds', '–')} "
-            f"| {r.get('backfill_seconds', '–')} | {r['tsdb_mib']} "
-            f"| {r['prometheus_peak_rss_mib']:.0f} |\n"
+            f"| {n} | {r['series']:,} | {r['raw_samples_total']:,} {built}"
+            f"| {r['tsdb_mib']} | {r['prometheus_peak_rss_mib']:.0f} |\n"
         )
     return report + "\n" + around
 

@@ -1,7 +1,7 @@
 """A Prometheus TSDB block written directly: weeks of a large fleet without OpenMetrics text.
 
 ``promtool tsdb create-blocks-from openmetrics`` needs the whole window as text (about
-3 KB per pod and scrape) and writes 2-hour blocks: a week of 10,000 Deployments would be
+5.7 KB per pod and scrape) and writes 2-hour blocks: a week of 10,000 Deployments would be
 hundreds of GB of text and days of backfill. This module writes one block of the same
 series straight from the simulator's values (:func:`unthrottle.sim.openmetrics.
 iter_scenario_series`), in the block format of ``prometheus/tsdb/docs/format`` (index
