@@ -22,6 +22,7 @@ from tests.e2e.test_conflict import NAME, NOW, deployment, planned, policy_manif
 from unthrottle.model.names import RECOMMENDATION_ANNOTATION
 from unthrottle.reconcile.apply import PatchForbiddenError, apply_plan
 from unthrottle.reconcile.plan import plan_pass
+from unthrottle.reconcile.snapshot import Instant, PolicyObject, parse_policy
 from unthrottle.sandbox.kube import OPERATOR_NAMESPACE, KubeSandbox, wait_for
 from unthrottle.sources.kubernetes import KubernetesSource
 
@@ -119,6 +120,21 @@ def test_recommend_writes_the_trec_and_says_the_annotation_is_not_written(
     condition = _conditions(kube, namespace)["DeploymentAnnotations"]
     assert (condition["status"], condition["reason"]) == ("False", "Forbidden")
     assert f"{namespace}/{NAME}" in condition["message"]
+    assert condition["lastTransitionTime"] == NOW.text
+
+    # The next pass, an hour later, reads the policy as written and is refused again: the
+    # condition still says since when (its status has not changed), the pass's time moves.
+    later = Instant.from_ms(NOW.ms + 3_600_000)
+    again = parse_policy(kube.get("throttlepolicy", namespace) or {})
+    assert isinstance(again, PolicyObject) and again.previous is not None
+    again = type(again)(
+        **{**vars(again), "spec": again.spec.model_copy(update={"mode": "Recommend"})}
+    )
+    apply_plan(source, plan_pass(again, snapshot, later), later)
+    status = (kube.get("throttlepolicy", namespace) or {})["status"]
+    kept = _conditions(kube, namespace)["DeploymentAnnotations"]
+    assert (kept["status"], kept["lastTransitionTime"]) == ("False", NOW.text)
+    assert status["lastRunTime"] == later.text
 
 
 def test_autopatch_under_the_variant_is_refused_and_changes_nothing(

@@ -35,7 +35,7 @@ from unthrottle.reconcile.plan import (
     plan_pass,
 )
 from unthrottle.reconcile.snapshot import ClusterSnapshot, Instant, PolicyObject
-from unthrottle.reconcile.status import as_merge_patch, condition
+from unthrottle.reconcile.status import as_merge_patch, condition, keep_transition_times
 from unthrottle.sources.kubeapi import KubernetesError
 from unthrottle.sources.kubernetes import KubernetesSource
 
@@ -199,8 +199,18 @@ def _annotations_refused(plan: PassPlan, refused: list[str], now: Instant) -> Th
         logger.warning("policy %s: %s", plan.policy, message)
     status = plan.status
     generation = status.observed_generation
-    refusal = condition(
-        ANNOTATIONS_CONDITION, False, "Forbidden", message, now_text=now.text, generation=generation
+    (refusal,) = keep_transition_times(
+        [
+            condition(
+                ANNOTATIONS_CONDITION,
+                False,
+                "Forbidden",
+                message,
+                now_text=now.text,
+                generation=generation,
+            )
+        ],
+        plan.previous_conditions,
     )
     others = tuple(c for c in status.conditions if c.type != ANNOTATIONS_CONDITION)
     return status.model_copy(update={"conditions": (*others, refusal)})

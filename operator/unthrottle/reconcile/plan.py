@@ -153,6 +153,9 @@ class PassPlan:
     stale_recommendations: tuple[tuple[str, str], ...] = ()  # (namespace, name) to delete
     message: str = ""
     prometheus_error: bool = False
+    # The conditions the policy had before this pass: a condition added when the plan is
+    # written (the annotations refused) keeps its lastTransitionTime from them.
+    previous_conditions: tuple[Condition, ...] = ()
 
     @property
     def outcomes(self) -> tuple[WorkloadOutcome, ...]:
@@ -469,7 +472,15 @@ def plan_pass(policy: PolicyObject, snapshot: ClusterSnapshot, now: Instant) -> 
     kept = {(p.deployment.ref.namespace, p.name) for p in plans}
     stale = tuple(sorted(key for key in snapshot.recommendations if key not in kept))
     status = _reconciled_status(policy, plans, metrics, overlaps, now)
-    return PassPlan(policy.name, True, status, tuple(plans), stale, status.message)
+    return PassPlan(
+        policy.name,
+        True,
+        status,
+        tuple(plans),
+        stale,
+        status.message,
+        previous_conditions=policy.previous.conditions if policy.previous else (),
+    )
 
 
 def _reconciled_status(

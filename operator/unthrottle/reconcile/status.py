@@ -54,6 +54,7 @@ __all__ = [
     "condition",
     "cpu_text",
     "current_of",
+    "keep_transition_times",
     "memory_text",
     "policy_status",
     "ratio_text",
@@ -343,10 +344,13 @@ def condition(
     )
 
 
-def _keep_transition_times(
+def keep_transition_times(
     conditions: Iterable[Condition], previous: Iterable[Condition]
 ) -> tuple[Condition, ...]:
-    # lastTransitionTime changes only when the status does.
+    """``conditions`` with the previous lastTransitionTime of each whose status is unchanged.
+
+    lastTransitionTime changes only when the status does: a condition that stays False
+    for a month says since when, however many passes wrote it."""
     before = {c.type: c for c in previous}
 
     def kept(new: Condition) -> Condition:
@@ -396,7 +400,7 @@ def policy_status(
     )[:TOP_OFFENDERS]
     return ThrottlePolicyStatus(
         observed_generation=generation,
-        conditions=_keep_transition_times(conditions, previous.conditions if previous else ()),
+        conditions=keep_transition_times(conditions, previous.conditions if previous else ()),
         last_run_time=now_text,
         counts=counts,
         top_offenders=tuple(offenders),
