@@ -345,7 +345,7 @@ def run_once(code: Code, target: Target, args: argparse.Namespace, out: Path) ->
     prom_cpu = _proc_cpu_seconds(prom_pid) - cpu_before
     if status != 0:
         raise RuntimeError(f"{code.label}: measure exited {status}: {_tail(out)}")
-    run = json.loads(out.read_text())
+    run: dict[str, Any] = json.loads(out.read_text())
     run.update(process_wall_seconds=wall, wait4_maxrss_kib=maxrss, prometheus_cpu_seconds=prom_cpu)
     run["loadavg_1m_before"] = load
     run["cli_loadavg_1m_before"] = os.getloadavg()[0]

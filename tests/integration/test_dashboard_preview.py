@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_dashboard import (
+from tests.integration.test_dashboard import (
     DASHBOARD,
     END_MS,
     START_MS,

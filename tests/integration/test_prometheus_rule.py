@@ -13,6 +13,7 @@ rates) never uses it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,7 +82,7 @@ def _usage_samples(result: FetchResult) -> int:
     return sum(s.total_queryable_samples or 0 for s in result.query_stats if s.name == "cpu-usage")
 
 
-def _series(data: Data, promql: str, shift: float = 0.0) -> dict[tuple[str, ...], list[Any]]:
+def _series(data: Data, promql: str, shift: float = 0.0) -> dict[tuple[str, ...], Sequence[Any]]:
     with PrometheusSource(PrometheusConfig(url=data.server.url)) as source:
         answer = source.query_range(
             promql, START_S - shift, END_S - shift, 300, lambda _, points: points

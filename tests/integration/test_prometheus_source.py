@@ -29,6 +29,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -547,7 +548,7 @@ def test_fractional_timeout_is_understood(data: Data) -> None:
 
 
 def test_harness_names_a_missing_binary(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(harness, "PROMTOOL", harness.Path("/nonexistent/promtool"))
+    monkeypatch.setattr(harness, "PROMTOOL", Path("/nonexistent/promtool"))
     with pytest.raises(harness.HarnessError, match=r"/nonexistent/promtool.*apt-get install"):
         harness.require_binaries()
 

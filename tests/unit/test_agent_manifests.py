@@ -28,7 +28,7 @@ DOCS = ROOT / "docs" / "burst-agent.md"
 def _objects() -> list[dict[str, Any]]:
     kustomization = yaml.safe_load((AGENT / "kustomization.yaml").read_text())
     assert set(kustomization) == {"resources"}
-    objects = []
+    objects: list[dict[str, Any]] = []
     for entry in kustomization["resources"]:
         assert "/" not in entry and (AGENT / entry).is_file()
         objects.extend(d for d in yaml.safe_load_all((AGENT / entry).read_text()) if d)

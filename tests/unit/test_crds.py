@@ -565,7 +565,9 @@ def _compare_default(field: FieldInfo, node: Schema, path: str) -> list[str]:
         return (
             [f"{path}: CRD default but the model requires the field"] if "default" in node else []
         )
-    typ = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    typ: Any = (
+        Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    )
     adapter: TypeAdapter[Any] = TypeAdapter(typ)
     model_default = field.get_default(call_default_factory=True, validated_data={})
     expected = adapter.dump_python(adapter.validate_python(model_default), mode="json")

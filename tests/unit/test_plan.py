@@ -21,7 +21,7 @@ from unthrottle.model.names import (
     ROLLBACK_ANNOTATION,
 )
 from unthrottle.model.policy import ThrottlePolicySpec
-from unthrottle.model.recommendation import output_fields
+from unthrottle.model.recommendation import NoRecommendation, output_fields
 from unthrottle.model.stats import ContainerStats
 from unthrottle.model.workload import NodeCpu, WorkloadRef, WorkloadStats
 from unthrottle.reconcile.plan import PassPlan, plan_pass, plan_rollbacks
@@ -115,7 +115,7 @@ def snapshot(
     **changes: Any,
 ) -> ClusterSnapshot:
     deployments = tuple(deployment_info(m, "WEB_CONCURRENCY") for m in manifests)
-    namespaces = {d.ref.namespace: {} for d in deployments}
+    namespaces: dict[str, dict[str, str]] = {d.ref.namespace: {} for d in deployments}
     namespaces.update(labels or {})
     workloads = tuple(
         WorkloadStats(ref=d.ref, containers=(stats(throttled),), pods=1) for d in deployments
@@ -146,7 +146,9 @@ def test_recommend_mode_never_patches_but_annotates_and_writes_trecs() -> None:
     assert plan.ok and patched(plan) == []
     (workload,) = plan.workloads
     assert workload.annotations is not None
-    document = json.loads(workload.annotations[RECOMMENDATION_ANNOTATION])
+    annotation = workload.annotations[RECOMMENDATION_ANNOTATION]
+    assert annotation is not None
+    document = json.loads(annotation)
     assert document["containers"]["app"]["cpuLimit"] is not None
     assert workload.trec_status["summary"]["action"] == "Recommended"
     assert plan.status.counts.workloads == 1 and plan.status.counts.throttled == 1
@@ -527,6 +529,7 @@ def test_unusable_values_are_named_not_reported_as_missing_series() -> None:
     plan = plan_pass(policy(), ClusterSnapshot(**{**vars(shot), "metrics": unusable}), NOW)
     assert plan.ok
     (result,) = [c.result for c in plan.outcomes[0].decision.containers]
+    assert isinstance(result, NoRecommendation)
     assert result.reason.value == "metrics-unavailable"
     assert result.message == (
         "no usable CPU statistics for container app of shop/a: Prometheus answered unusable "
@@ -536,6 +539,7 @@ def test_unusable_values_are_named_not_reported_as_missing_series() -> None:
     missing = MetricsSnapshot(workloads=(), source="x")
     plan = plan_pass(policy(), ClusterSnapshot(**{**vars(shot), "metrics": missing}), NOW)
     (result,) = [c.result for c in plan.outcomes[0].decision.containers]
+    assert isinstance(result, NoRecommendation)
     assert result.reason.value == "missing-metrics"
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from agent_harness import AgentInstall, KubeletTree, Pods, kernel_problem
+from tests.e2e.agent.agent_harness import AgentInstall, KubeletTree, Pods, kernel_problem
 
 from unthrottle.sandbox.kube import KubeSandbox
 from unthrottle.sources.kubeapi import KubeApi

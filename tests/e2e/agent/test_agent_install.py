@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_harness import AgentInstall, KubeletTree, Pods, RunningPod, burst, lay_out
+from tests.e2e.agent.agent_harness import (
+    AgentInstall,
+    KubeletTree,
+    Pods,
+    RunningPod,
+    burst,
+    lay_out,
+)
 
 from unthrottle.agent.cycle import AgentConfig, run_cycle
 from unthrottle.agent.layout import Driver, Runtime

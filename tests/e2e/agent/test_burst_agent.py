@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path, PurePosixPath
 
 import pytest
-from agent_harness import CPU, KubeletTree, Pods, RunningPod, burner, burst, lay_out
+from tests.e2e.agent.agent_harness import CPU, KubeletTree, Pods, RunningPod, burner, burst, lay_out
 
 from unthrottle.agent.cgroupfs import CgroupFs, find_hierarchy
 from unthrottle.agent.cycle import AgentConfig, CycleReport, PodOutcome, run_cycle
