@@ -138,7 +138,7 @@ def patched(plan: PassPlan) -> list[str]:
 
 
 def actions(plan: PassPlan) -> dict[str, str]:
-    return {str(w.deployment.ref): w.trec_status["summary"]["action"] for w in plan.workloads}
+    return {str(w.deployment.ref): w.trec_status_patch["summary"]["action"] for w in plan.workloads}
 
 
 def test_recommend_mode_never_patches_but_annotates_and_writes_trecs() -> None:
@@ -150,7 +150,7 @@ def test_recommend_mode_never_patches_but_annotates_and_writes_trecs() -> None:
     assert annotation is not None
     document = json.loads(annotation)
     assert document["containers"]["app"]["cpuLimit"] is not None
-    assert workload.trec_status["summary"]["action"] == "Recommended"
+    assert workload.trec_status_patch["summary"]["action"] == "Recommended"
     assert plan.status.counts.workloads == 1 and plan.status.counts.throttled == 1
 
 
@@ -176,7 +176,9 @@ def test_one_rollout_slot_patches_one_deployment_and_says_why_the_other_waits() 
     plan = plan_pass(policy(mode="AutoPatch"), shot, NOW)
     assert patched(plan) == ["shop/a"]
     waiting = plan.workloads[1]
-    assert waiting.trec_status["containers"][0]["reason"].startswith("max-concurrent-rollouts")
+    assert waiting.trec_status_patch["containers"][0]["reason"].startswith(
+        "max-concurrent-rollouts"
+    )
     assert [e.reason for e in waiting.events] == ["Skipped"]
 
 
@@ -202,7 +204,8 @@ def test_cooldown_and_hpa_hold_a_patch_back() -> None:
     plan = plan_pass(policy(mode="AutoPatch", patch={"maxConcurrentRollouts": 5}), shot, NOW)
     assert patched(plan) == []
     reasons = {
-        str(w.deployment.ref): w.trec_status["containers"][0]["reason"] for w in plan.workloads
+        str(w.deployment.ref): w.trec_status_patch["containers"][0]["reason"]
+        for w in plan.workloads
     }
     assert reasons["shop/recent"].startswith("cooldown: 23h")
     assert reasons["shop/scaled"].startswith("hpa-on-cpu")
@@ -211,7 +214,7 @@ def test_cooldown_and_hpa_hold_a_patch_back() -> None:
 def test_skipped_event_only_when_the_reason_code_changes() -> None:
     shot = snapshot([manifest("shop", "a"), manifest("shop", "b")], labels=AUTO)
     first = plan_pass(policy(mode="AutoPatch"), shot, NOW)
-    previous = {("shop", "b"): first.workloads[1].trec_status}
+    previous = {("shop", "b"): first.workloads[1].trec_status_patch}
     again = plan_pass(
         policy(mode="AutoPatch"),
         snapshot(
@@ -361,12 +364,12 @@ def test_the_next_pass_reads_back_what_the_first_wrote_and_writes_nothing() -> N
     later = Instant.from_ms(NOW.ms + HOUR_MS)
     second = plan_pass(
         policy(mode="AutoPatch"),
-        snapshot([after], labels=AUTO, recommendations={("shop", "a"): workload.trec_status}),
+        snapshot([after], labels=AUTO, recommendations={("shop", "a"): workload.trec_status_patch}),
         later,
     )
     (again,) = second.workloads
     assert again.patch is None  # settling, then the cooldown
-    assert again.trec_status["summary"]["action"] in {"Settling", "Skipped"}
+    assert again.trec_status_patch["summary"]["action"] in {"Settling", "Skipped"}
 
 
 def test_a_pass_with_nothing_new_writes_no_annotation() -> None:
@@ -405,7 +408,7 @@ def test_the_report_and_the_plan_agree_on_every_number() -> None:
     planned = {
         (str(w.deployment.ref), c["name"]): c["recommended"]
         for w in plan.workloads
-        for c in w.trec_status["containers"]
+        for c in w.trec_status_patch["containers"]
     }
     assert len(rows) == len(planned) == 2
     for row in rows:
@@ -467,9 +470,9 @@ def test_a_skip_is_told_once_when_the_first_container_has_no_recommendation() ->
 
     first = pass_with({})
     waiting = first.workloads[1]
-    assert waiting.trec_status["containers"][0]["name"] == "sidecar"
+    assert waiting.trec_status_patch["containers"][0]["name"] == "sidecar"
     assert [e.reason for e in waiting.events] == ["Skipped"]
-    again = pass_with({("shop", "b"): waiting.trec_status})
+    again = pass_with({("shop", "b"): waiting.trec_status_patch})
     assert [e.reason for e in again.workloads[1].events] == []
 
 
@@ -485,7 +488,7 @@ def test_the_largest_node_caps_the_limit_and_a_capped_container_is_warned_once()
 
     first = one_pass({})
     (workload,) = first.workloads
-    (container,) = workload.trec_status["containers"]
+    (container,) = workload.trec_status_patch["containers"]
     # 60% throttled at 300m wants 1080m; no node has more than 500m to give.
     assert container["recommended"]["cpuLimit"] == "500m"
     assert "capped" in container["diagnosis"]
@@ -494,7 +497,7 @@ def test_the_largest_node_caps_the_limit_and_a_capped_container_is_warned_once()
         ("Patched", False),
         ("Capped", True),
     ]
-    again = one_pass({("shop", "a"): workload.trec_status})
+    again = one_pass({("shop", "a"): workload.trec_status_patch})
     assert "Capped" not in [e.reason for e in again.workloads[0].events]
 
 
@@ -504,7 +507,7 @@ def test_a_throttled_limit_above_cpu_max_limit_is_kept_not_lowered() -> None:
         snapshot([manifest("shop", "a")], labels=AUTO),
         NOW,
     )
-    (container,) = plan.workloads[0].trec_status["containers"]
+    (container,) = plan.workloads[0].trec_status_patch["containers"]
     assert container["recommended"]["cpuLimit"] == "300m"  # today's, not maxLimit's 200m
     assert "capped" in container["diagnosis"]
 
@@ -516,7 +519,7 @@ def test_a_pod_no_node_can_hold_is_not_patched() -> None:
     )
     plan = plan_pass(policy(mode="AutoPatch", cpu={"limitPolicy": "Unset"}), shot, NOW)
     assert patched(plan) == []
-    reason = plan.workloads[0].trec_status["containers"][0]["reason"]
+    reason = plan.workloads[0].trec_status_patch["containers"][0]["reason"]
     assert reason.startswith("unschedulable: the pod would request 540m CPU")
     assert [e.reason for e in plan.workloads[0].events] == ["Skipped"]
 
@@ -554,20 +557,20 @@ def test_the_trec_shows_the_workers_the_downward_api_gives() -> None:
         }
     ]
     plan = plan_pass(policy(), snapshot([body]), NOW)
-    (current,) = [c["current"] for c in plan.workloads[0].trec_status["containers"]]
+    (current,) = [c["current"] for c in plan.workloads[0].trec_status_patch["containers"]]
     assert current["webConcurrency"] == 2  # limits.cpu 1500m, rounded up by the kubelet
-    assert plan.workloads[0].trec_status["summary"]["workers"].startswith("2")
+    assert plan.workloads[0].trec_status_patch["summary"]["workers"].startswith("2")
 
 
 def test_a_step_limited_patch_shows_what_was_applied_and_the_target() -> None:
     plan = plan_pass(policy(mode="AutoPatch"), snapshot([manifest("shop", "a")], labels=AUTO), NOW)
     (workload,) = plan.workloads
     assert workload.patch is not None
-    (container,) = workload.trec_status["containers"]
+    (container,) = workload.trec_status_patch["containers"]
     # 60% throttled at 300m: 540m/1080m recommended; maxStepUp 2 writes the limit 600m.
     assert container["recommended"]["cpuLimit"] == "1080m"
     assert container["applied"]["cpuLimit"] == "600m"
     assert container["applied"]["cpuRequest"] == "540m"
-    summary = workload.trec_status["summary"]
+    summary = workload.trec_status_patch["summary"]
     assert summary["cpuLimit"] == "300m→600m (target 1080m)"
     assert summary["cpuRequest"] == "300m→540m"  # written whole: no target shown

@@ -310,7 +310,7 @@ def test_a_daemonset_pod_must_fit_the_smallest_node_and_others_the_largest() -> 
         patch={"maxConcurrentRollouts": 2},
     )
     limits = {
-        w.deployment.kind: w.trec_status["containers"][0]["recommended"]["cpuLimit"]
+        w.deployment.kind: w.trec_status_patch["containers"][0]["recommended"]["cpuLimit"]
         for w in capped.workloads
     }
     assert limits[DS] == "500m" and limits[DEPLOY] != "500m"

@@ -171,7 +171,7 @@ def apply_plan(
             workload.deployment,
             plan.policy,
             workload.trec_spec,
-            workload.trec_status,
+            workload.trec_status_patch,
             workload.name,
         )
     for namespace, name in plan.stale_recommendations:

@@ -125,7 +125,7 @@ class WorkloadPlan:
         }
 
     @property
-    def trec_status(self) -> dict[str, Any]:
+    def trec_status_patch(self) -> dict[str, Any]:
         """The trec's status as a merge patch (empty strings unset)."""
         status = trec_status(self.outcome, self.policy, self.planned_at)
         patch: dict[str, Any] = as_merge_patch(status.model_dump(mode="json", by_alias=True))

@@ -208,7 +208,7 @@ def _record(workload: LoopWorkload, plan: PassPlan, stats: ContainerStats | None
         PassRecord(
             at_ms=now,
             patched=mine is not None and mine.patch is not None,
-            action="" if mine is None else mine.trec_status["summary"]["action"],
+            action="" if mine is None else mine.trec_status_patch["summary"]["action"],
             cpu_request=scenario.cpu_request_m,
             cpu_limit=scenario.cpu_limit_m,
             workers=scenario.web_concurrency,
