@@ -85,13 +85,17 @@ def source(kube: KubeSandbox, namespace: str, identity: Path) -> Iterator[Kubern
     kube.kubectl("delete", "deployment", NAME, "-n", namespace, "--timeout=30s", check=False)
 
 
-def test_variant_may_read_deployments_and_not_patch_them(
+def test_variant_may_read_workloads_and_not_patch_them(
     kube: KubeSandbox, identity: Path, namespace: str
 ) -> None:
     for verb in ("get", "list", "watch"):
         assert can_i(kube, verb, "deployments.apps", namespace), verb
     for verb in ("patch", "update", "create", "delete"):
         assert not can_i(kube, verb, "deployments.apps", namespace), verb
+    for kind in ("statefulsets.apps", "daemonsets.apps"):
+        assert can_i(kube, "get", kind, namespace), kind
+        for verb in ("patch", "update", "create", "delete"):
+            assert not can_i(kube, verb, kind, namespace), (kind, verb)
     # Everything else of the operator is as in the default install.
     assert can_i(kube, "create", "throttlerecommendations.unthrottle.dev", namespace)
     assert can_i(kube, "patch", "throttlerecommendations.unthrottle.dev", namespace)
